@@ -1,0 +1,45 @@
+"""The `edgeprune` command line. Each verb lives in its own module; heavy imports happen
+inside command bodies so that `edgeprune --help` is instant."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from edgeprune import __version__
+from edgeprune.errors import EdgepruneError
+
+
+class _Group(click.Group):
+    """Prints EdgepruneError as a one-line error (exit 2) instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EdgepruneError as err:
+            click.echo(f"Error: {err}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgeprune")
+def main() -> None:
+    """Prune a CNN to an exact budget, slim it, export it, and profile it on a target."""
+
+
+def _register() -> None:
+    """Add every `edgeprune/cli/<verb>.py` that defines a click ``command``."""
+    import importlib
+    import pkgutil
+
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        command = getattr(module, "command", None)
+        if isinstance(command, click.Command):
+            main.add_command(command)
+
+
+_register()
