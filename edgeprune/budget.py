@@ -1,0 +1,216 @@
+"""Exact budgets: how many channels each group keeps, and which.
+
+Budgets (``--budget``):
+    flops=F    keep at most F x dense FLOPs (and at least 99% of that), 0 < F <= 1
+    params=P   the same for parameters
+    ratio=R    remove R of the channels in every group (as the SFP/DTP papers), 0 <= R < 1
+
+Alignment (``--align N``): every kept width is a multiple of N, or the group's full width
+(an unpruned group stays as it was); never zero. A group narrower than N is left whole.
+
+Allocation for flops/params is greedy and global: from the dense widths, repeatedly shrink
+the group whose next aligned step loses the least importance per unit of cost saved, until
+the cost is within budget; then grow back any step that still fits, most important first.
+Importance scores are normalised per group (divided by the group mean) so that one layer's
+weight scale does not dominate. Pure numbers: no torch here.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from edgeprune.cost import CostModel
+from edgeprune.errors import BudgetError
+
+KINDS = ("flops", "params", "ratio")
+TOLERANCE = 0.99  # achieved cost is within [TOLERANCE * target, target] when reachable
+
+
+@dataclass(frozen=True)
+class Budget:
+    kind: str  # "flops" | "params" | "ratio"
+    value: float
+
+    def __str__(self) -> str:
+        return f"{self.kind}={self.value:g}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Budget":
+        kind, sep, value = text.partition("=")
+        kind = kind.strip().lower()
+        if not sep or kind not in KINDS:
+            raise BudgetError(
+                f"budget {text!r} is not understood; use flops=F or params=P (fraction of dense to "
+                "keep, 0 < F <= 1) or ratio=R (fraction of channels to remove per group, 0 <= R < 1)"
+            )
+        try:
+            v = float(value)
+        except ValueError:
+            raise BudgetError(f"budget {text!r}: {value!r} is not a number") from None
+        if kind == "ratio" and not 0.0 <= v < 1.0:
+            raise BudgetError(f"budget {text!r}: ratio must be in [0, 1), the fraction of channels removed")
+        if kind != "ratio" and not 0.0 < v <= 1.0:
+            raise BudgetError(f"budget {text!r}: {kind} must be in (0, 1], the fraction of dense {kind} kept")
+        return cls(kind, v)
+
+
+def allowed_widths(size: int, align: int) -> list[int]:
+    """Kept widths a group of ``size`` channels may take under ``align`` (ascending)."""
+    if align < 1:
+        raise BudgetError(f"--align must be a positive integer, got {align}")
+    widths = list(range(align, size, align))
+    return widths + [size]
+
+
+def allocate(
+    cost: CostModel, scores: Sequence[np.ndarray], budget: Budget, align: int = 1
+) -> list[int]:
+    """Kept width per group meeting ``budget`` exactly (see module docstring)."""
+    sizes = list(cost.sizes)
+    if len(scores) != len(sizes) or any(len(s) != n for s, n in zip(scores, sizes)):
+        raise ValueError("one score per channel of every prunable group is required")
+    steps = [allowed_widths(n, align) for n in sizes]
+    if budget.kind == "ratio":
+        return [_nearest(steps[g], (1.0 - budget.value) * sizes[g]) for g in range(len(sizes))]
+
+    metric = budget.kind
+    dense = cost.dense(metric)
+    target = budget.value * dense
+    smallest = [s[0] for s in steps]
+    floor = cost.cost(metric, smallest)
+    if floor > target + 1e-9 * dense:
+        raise BudgetError(
+            f"budget {budget} cannot be met with --align {align}: the smallest achievable is "
+            f"{metric}={floor / dense:.4f} (every prunable group at its minimum width); "
+            f"ask for at least that, or use a smaller --align"
+        )
+    # cumulative importance of the lowest-ranked channels: loss[g][w] = sum of scores
+    # of the channels dropped when going from full width to w
+    ranked = [np.sort(_normalise(s))[::-1] for s in scores]
+    kept_sum = [np.concatenate([[0.0], np.cumsum(r)]) for r in ranked]
+    widths = list(sizes)
+    pos = [len(s) - 1 for s in steps]  # index into steps[g] of the current width
+
+    def shrink_priority(g: int) -> float | None:
+        if pos[g] == 0:
+            return None
+        w_new = steps[g][pos[g] - 1]
+        lost = kept_sum[g][widths[g]] - kept_sum[g][w_new]
+        saved = _delta(cost, metric, widths, g, w_new)
+        return None if saved <= 0 else lost / saved
+
+    heap: list[tuple[float, int, int]] = []
+    version = [0] * len(sizes)
+
+    def push(g: int) -> None:
+        version[g] += 1
+        p = shrink_priority(g)
+        if p is not None:
+            heapq.heappush(heap, (p, g, version[g]))
+
+    for g in range(len(sizes)):
+        push(g)
+    current = dense
+    while current > target and heap:
+        _, g, v = heapq.heappop(heap)
+        if v != version[g]:
+            continue
+        new = steps[g][pos[g] - 1]
+        current -= _delta(cost, metric, widths, g, new)
+        widths[g], pos[g] = new, pos[g] - 1
+        for n in cost.neighbours(metric, g) | {g}:
+            push(n)
+    current = cost.cost(metric, widths)
+
+    # grow back: the most important step (per unit cost) that still fits, until none does
+    while True:
+        best, best_gain = None, -1.0
+        for g in range(len(sizes)):
+            if pos[g] == len(steps[g]) - 1:
+                continue
+            new = steps[g][pos[g] + 1]
+            added = -_delta(cost, metric, widths, g, new)
+            if current + added > target:
+                continue
+            gained = kept_sum[g][new] - kept_sum[g][widths[g]]
+            ratio = gained / added if added > 0 else float("inf")
+            if ratio > best_gain:
+                best, best_gain = g, ratio
+        if best is None:
+            break
+        new = steps[best][pos[best] + 1]
+        current -= _delta(cost, metric, widths, best, new)
+        widths[best], pos[best] = new, pos[best] + 1
+
+    # exchange: with coarse steps (large --align, narrow groups) greedy can stop short of
+    # 99% of the target; shrink one group a step to make room for growing another
+    lower = TOLERANCE * target
+    while current < lower:
+        move = _best_exchange(cost, metric, widths, pos, steps, current, target)
+        if move is None:
+            break
+        for g, p in move:
+            widths[g], pos[g] = steps[g][p], p
+        current = cost.cost(metric, widths)
+    return widths
+
+
+def _best_exchange(cost, metric, widths, pos, steps, current, target):
+    """Grow one group h by a step and shrink another group g by as few steps as bring the
+    cost back within ``target``; return the move (as [(group, step index)]) whose cost is
+    closest to the target, or None if no move raises the cost."""
+    best, best_cost = None, current
+    for h in range(len(widths)):
+        if pos[h] == len(steps[h]) - 1:
+            continue
+        old_h = widths[h]
+        grown = current - _delta(cost, metric, widths, h, steps[h][pos[h] + 1])
+        widths[h] = steps[h][pos[h] + 1]
+        for g in range(len(widths)):
+            if g == h or pos[g] == 0:
+                continue
+            old_g, c, p = widths[g], grown, pos[g]
+            while c > target and p > 0:
+                c -= _delta(cost, metric, widths, g, steps[g][p - 1])
+                p -= 1
+                widths[g] = steps[g][p]
+            widths[g] = old_g
+            if best_cost < c <= target:
+                best, best_cost = ((h, pos[h] + 1), (g, p)), c
+        widths[h] = old_h
+    return best
+
+
+def select_kept(scores: Sequence[np.ndarray], widths: Sequence[int]) -> list[list[int]]:
+    """The ``widths[g]`` highest-scoring channel indices of every group, ascending.
+
+    Ties go to the lower index, so equal scores give a deterministic plan."""
+    kept = []
+    for s, w in zip(scores, widths):
+        order = np.lexsort((np.arange(len(s)), -np.asarray(s, dtype=np.float64)))
+        kept.append(sorted(int(i) for i in order[:w]))
+    return kept
+
+
+def _normalise(s: np.ndarray) -> np.ndarray:
+    s = np.abs(np.asarray(s, dtype=np.float64))
+    mean = s.mean()
+    return s / mean if mean > 0 else np.ones_like(s)
+
+
+def _delta(cost: CostModel, metric: str, widths: list[int], g: int, new: int) -> float:
+    """Cost saved by setting group g to width ``new`` (negative if it grows)."""
+    before = cost.group_cost(metric, g, widths)
+    old = widths[g]
+    widths[g] = new
+    after = cost.group_cost(metric, g, widths)
+    widths[g] = old
+    return before - after
+
+
+def _nearest(steps: list[int], width: float) -> int:
+    return min(steps, key=lambda w: (abs(w - width), -w))

@@ -1,0 +1,47 @@
+"""Physically remove pruned channels: ``slim(model, plan)`` returns a narrower nn.Module.
+
+Module names are unchanged, so a slim state_dict lines up with the dense one key by key
+(only shapes differ).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+from edgeprune.errors import PlanError
+from edgeprune.graph import ChannelGraph
+from edgeprune.plan import PruningPlan, fingerprint
+
+
+def check_plan_fits(plan: PruningPlan, model: nn.Module, graph: ChannelGraph) -> None:
+    """Raise PlanError unless ``plan`` was made for this (dense) model."""
+    actual = fingerprint(model)
+    if plan.fingerprint != actual:
+        raise PlanError(
+            f"the plan was made for {plan.spec} (fingerprint {plan.fingerprint}) but this model's "
+            f"structure differs (fingerprint {actual}); a plan replays only on a fresh dense "
+            "instance of the model it was made for"
+        )
+    expected = [(g.root, g.size) for g in graph.prunable]
+    got = [(g.root, g.size) for g in plan.groups]
+    if expected != got:
+        diff = next(((e, g) for e, g in zip(expected, got) if e != g), None)
+        raise PlanError(
+            f"the plan's groups do not match the model's: expected {len(expected)} groups, got "
+            f"{len(got)}" + (f"; first difference: model {diff[0]}, plan {diff[1]}" if diff else "")
+        )
+
+
+def slim(model: nn.Module, plan: PruningPlan) -> nn.Module:
+    """Return a copy of ``model`` with every channel the plan drops physically removed."""
+    slim_model = copy.deepcopy(model)
+    graph = ChannelGraph(slim_model, plan.input_shape)  # traced on the copy it will prune
+    check_plan_fits(plan, slim_model, graph)
+    for group, group_plan in zip(graph.prunable, plan.groups):
+        pruned = group_plan.pruned
+        if pruned:
+            graph.tp_group(group, pruned).prune()
+    return slim_model
+
