@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from edgeprune.atomic import write_json
+from edgeprune.atomic import atomic_write
 from edgeprune.errors import PlanError
 
 SCHEMA = "edgeprune.plan/1"
@@ -91,7 +91,12 @@ class PruningPlan:
         return cls(model["spec"], tuple(shape), model["fingerprint"], tuple(parsed))
 
     def save(self, path: str | Path) -> Path:
-        return write_json(path, self.to_json())
+        """Write atomically; one group per line so that a plan diffs and reads well."""
+        data = self.to_json()
+        groups = ",\n".join("    " + json.dumps(g) for g in data.pop("groups"))
+        head = json.dumps(data, indent=2)[:-2]  # drop the closing "\n}"
+        text = f"{head},\n  \"groups\": [\n{groups}\n  ]\n}}\n"
+        return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
     @classmethod
     def load(cls, path: str | Path) -> "PruningPlan":

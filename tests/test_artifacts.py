@@ -1,0 +1,19 @@
+import torch
+
+from edgeprune.artifacts import load_pruned, save_pruned
+from edgeprune.budget import Budget
+from edgeprune.parity import compare_outputs, fixed_input
+from edgeprune.pruning import prune_one_shot
+
+
+def test_save_and_load_pruned(resnet20, tmp_path):
+    model, shape = resnet20
+    result = prune_one_shot(model, "edgeprune:resnet20", shape, "l1", Budget.parse("flops=0.5"), 8)
+    save_pruned(tmp_path, result.plan, result.model, result.report)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "plan.json", "report.json"]
+    loaded, plan, report = load_pruned(tmp_path)
+    assert plan == result.plan and report["method"] == "l1"
+    assert compare_outputs(result.model, loaded, fixed_input(shape)).max_abs_diff == 0
+    # the weights file is a plain state_dict that loads without unpickling code
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert state["conv1.weight"].shape[0] == len(plan.groups[[g.root for g in plan.groups].index("conv1")].kept)
