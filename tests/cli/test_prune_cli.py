@@ -1,0 +1,53 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from edgeprune.cli import main
+
+
+def test_prune_writes_plan_model_report(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        main, ["prune", "edgeprune:resnet20", "--method", "l1", "--budget", "flops=0.5", "--align", "8", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["model.pt", "plan.json", "report.json"]
+    report = json.loads((out / "report.json").read_text())
+    for key in ("method", "budget", "flops_dense", "flops_pruned", "params_dense", "params_pruned", "groups", "parity_max_abs_diff"):
+        assert key in report
+    assert report["budget"] == "flops=0.5" and report["flops_pruned"] <= 0.5 * report["flops_dense"]
+    assert report["parity_rel_diff"] <= 1e-4
+    assert "FLOPs" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["edgeprune:resnet20", "--budget", "flops=0.001"], "smallest achievable is flops="),
+        (["edgeprune:resnet20", "--budget", "flops=2"], "must be in (0, 1]"),
+        (["edgeprune:resnet20", "--budget", "flops=0.5", "--method", "taylor"], "unknown pruning method 'taylor'"),
+        (["edgeprune:nope", "--budget", "flops=0.5"], "unknown edgeprune model 'nope'"),
+        (["torchvision:resnet18", "--budget", "flops=0.5", "--input-shape", "1x1x64x64"], "failed in module 'conv1'"),
+    ],
+)
+def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, args, message):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["prune", *args, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_info_lists_groups():
+    result = CliRunner().invoke(main, ["info", "edgeprune:resnet20"])
+    assert result.exit_code == 0, result.output
+    assert "13 channel groups, 12 prunable" in result.output
+    assert "fixed: its channels reach the model output" in result.output
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from edgeprune.cli import main; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
