@@ -34,3 +34,35 @@ def load_model(model: str, weights: str | None, input_shape: str | None):
     spec = parse_spec(model)
     module, shape = build_model(spec, parse_input_shape(input_shape), weights)
     return module, spec.text, shape
+
+
+DEFAULT_TARGET = "x86-ort-1t"
+
+align_option = click.option(
+    "--align",
+    default="auto",
+    show_default=True,
+    help="Round every kept width to a multiple of N (never to zero); 'auto' takes the alignment of --target.",
+)
+
+target_option = click.option(
+    "--target",
+    default=DEFAULT_TARGET,
+    show_default=True,
+    help="Device target (targets/NAME.toml) whose alignment --align auto uses.",
+)
+
+
+def resolve_align(align: str, target: str) -> int:
+    """'auto' -> the target's alignment; otherwise a positive integer."""
+    if align == "auto":
+        from edgeprune.targets import load_target
+
+        return load_target(target).align
+    try:
+        value = int(align)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise click.BadParameter(f"must be a positive integer or 'auto', got {align!r}", param_hint="--align")
+    return value

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from edgeprune.cli._options import MODEL_HELP, input_shape_option, load_model, model_argument, weights_option
+from edgeprune.cli._options import (
+    MODEL_HELP,
+    align_option,
+    input_shape_option,
+    load_model,
+    model_argument,
+    resolve_align,
+    target_option,
+    weights_option,
+)
 
 
 @click.command("prune", help="Prune MODEL to an exact budget and physically slim it.\n\n" + MODEL_HELP)
@@ -15,11 +24,12 @@ from edgeprune.cli._options import MODEL_HELP, input_shape_option, load_model, m
     required=True,
     help="flops=F or params=P (fraction of dense to keep, e.g. flops=0.5), or ratio=R (fraction of channels removed per group).",
 )
-@click.option("--align", default=1, show_default=True, type=int, help="Round every kept width to a multiple of N (never to zero).")
+@align_option
+@target_option
 @weights_option
 @input_shape_option
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for plan.json, model.pt and report.json.")
-def command(model, method, budget, align, weights, input_shape, out):
+def command(model, method, budget, align, target, weights, input_shape, out):
     from edgeprune.artifacts import save_pruned
     from edgeprune.budget import Budget
     from edgeprune.methods import get_method
@@ -27,8 +37,7 @@ def command(model, method, budget, align, weights, input_shape, out):
 
     parsed = Budget.parse(budget)  # cheap checks first: nothing is built on bad input
     get_method(method)
-    if align < 1:
-        raise click.BadParameter("must be a positive integer", param_hint="--align")
+    align = resolve_align(align, target)
     module, spec, shape = load_model(model, weights, input_shape)
     result = prune_one_shot(module, spec, shape, method, parsed, align)
     save_pruned(out, result.plan, result.model, result.report)
