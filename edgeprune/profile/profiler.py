@@ -1,0 +1,131 @@
+"""``profile(model, runtime settings) -> report``: the library call under ``edgeprune profile``."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from edgeprune import __version__
+from edgeprune.profile.layers import LayerNameMap, aggregate_layers
+from edgeprune.profile.machine import machine_info
+from edgeprune.profile.report import SCHEMA
+from edgeprune.profile.stats import summarize, throughput_fps
+from edgeprune.profile.timing import make_input_pool, pool_size, time_calls
+from edgeprune.runtime import LayerProfiler, RunnerError, open_runner
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """How to time a model.
+
+    Attributes:
+        runs: timed runs (after warm-up).
+        warmup: untimed runs first (lazy init, caches, thread pools).
+        batch: first-dimension size; None: the model's fixed batch, or 1 if dynamic.
+    """
+
+    runs: int = 100
+    warmup: int = 10
+    batch: int | None = None
+
+    def validate(self, where: str = "profile") -> None:
+        for key, low in (("runs", 1), ("warmup", 0)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                kind = "a positive integer" if low else "a non-negative integer"
+                raise RunnerError(f"{where}.{key} must be {kind}, got {value!r}")
+        if self.batch is not None and (isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1):
+            raise RunnerError(f"{where}.batch must be a positive integer, got {self.batch!r}")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def model_info(path: str | os.PathLike, runner: Any) -> dict[str, Any]:
+    p = Path(path)
+    return {
+        "name": p.stem,
+        "path": str(p),
+        "sha256": file_sha256(p),
+        "size_bytes": p.stat().st_size,
+        "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": str(i.dtype)} for i in runner.inputs],
+    }
+
+
+def profile_model(
+    path: str | os.PathLike,
+    runtime: str,
+    settings: Any = None,
+    config: ProfileConfig = ProfileConfig(),
+    *,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+    per_layer: bool = False,
+    seed: int = 0,
+    progress: bool = False,
+    target: str | None = None,
+) -> dict[str, Any]:
+    """Time ``path`` on ``runtime`` and return a profile report (a JSON-ready dict).
+
+    Inputs are random, drawn from a pool generated before timing (one fresh set per run,
+    up to a 256 MiB pool). With ``per_layer``, a second, profiling-enabled instance is run
+    afterwards (``runs`` runs after ``warmup``) so the profiler does not perturb the timing.
+    """
+    config.validate()
+    runner = open_runner(path, runtime, batch=config.batch, shapes=shapes, settings=settings)
+    try:
+        described = runner.describe()
+        pool = make_input_pool(runner.inputs, pool_size(runner.inputs, config.runs + config.warmup), seed)
+        (samples,) = time_calls(
+            [runner.run], pool, config.runs, config.warmup, progress=progress, desc=Path(path).stem
+        )
+        stats = summarize(samples)
+        machine = machine_info()
+        warnings = []
+        threads = described.get("threads")
+        if isinstance(threads, int) and machine["usable_cores"] and threads > machine["usable_cores"]:
+            warnings.append(
+                f"{threads} threads on {machine['usable_cores']} usable cores: oversubscribed, timings are unreliable"
+            )
+        batch = runner.inputs[0].shape[0] if runner.inputs and runner.inputs[0].shape else 1
+        report: dict[str, Any] = {
+            "schema": SCHEMA,
+            "model": model_info(path, runner),
+            "target": target,
+            "runtime": described["runtime"],
+            "runtime_version": described["runtime_version"],
+            "device": described["device"],
+            "threads": described["threads"],
+            "precision": described["precision"],
+            "runtime_info": described,
+            "batch": batch,
+            "runs": config.runs,
+            "warmup": config.warmup,
+            "seed": seed,
+            "input_pool": len(pool),
+            "latency_ms": stats.to_dict(),
+            "throughput_fps": throughput_fps(stats.median, batch),
+            "samples_ms": samples,
+            "machine": machine,
+            "warnings": warnings,
+            "edgeprune_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        if per_layer:
+            if not isinstance(runner, LayerProfiler):
+                raise RunnerError(f"per-layer profiling is not supported for runtime {runner.runtime!r}")
+            raw = runner.profile_layers(pool, config.runs, config.warmup)
+            layers = aggregate_layers(raw, LayerNameMap.from_onnx(path))
+            report["layers"] = layers
+            report["layers_total_ms"] = sum(r["time_ms"] for r in layers)
+        return report
+    finally:
+        runner.close()
