@@ -1,0 +1,189 @@
+"""Budget checks: hold profile reports to a target's absolute and relative latency budgets.
+
+Pure functions over report dicts (as written by ``edgeprune profile``) and a `Target`;
+``edgeprune check`` is a thin layer over `check_budgets`.
+
+A report with no applicable budget gets the verdict ``no budget``. That passes (exit 0)
+with the note visible in the table, because a new model should not break CI before
+anyone has measured it; ``strict=True`` (``--strict``) makes it a failure instead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from edgeprune.errors import BudgetError
+from edgeprune.profile.table import fmt_ms, format_table
+from edgeprune.targets import Target
+
+PASS, FAIL, NO_BUDGET, BASELINE = "pass", "FAIL", "no budget", "baseline"
+
+# Fields that must agree between a candidate and its baseline for a ratio to mean anything.
+_SAME_SETUP = ("runtime", "runtime_version", "device", "threads", "precision", "batch")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One report held to its budgets."""
+
+    model: str
+    report: str
+    median_ms: float
+    median_ci95: tuple[float, float]
+    budget_ms: float | None
+    ratio: float | None
+    max_ratio: float | None
+    status: str  # pass | FAIL | no budget | baseline
+    notes: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAIL
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "report": self.report,
+            "median_ms": self.median_ms,
+            "median_ci95": list(self.median_ci95),
+            "budget_ms": self.budget_ms,
+            "ratio": self.ratio,
+            "max_ratio": self.max_ratio,
+            "verdict": self.status,
+            "notes": list(self.notes),
+        }
+
+
+def setup_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Human-readable differences in how two reports were measured (empty when comparable)."""
+    diffs = [f"{k} {a.get(k)!r} vs {b.get(k)!r}" for k in _SAME_SETUP if a.get(k) != b.get(k)]
+    cpu_a, cpu_b = a.get("machine", {}).get("cpu"), b.get("machine", {}).get("cpu")
+    if cpu_a != cpu_b:
+        diffs.append(f"cpu {cpu_a!r} vs {cpu_b!r}")
+    shapes_a = [i.get("shape") for i in a.get("model", {}).get("inputs", [])]
+    shapes_b = [i.get("shape") for i in b.get("model", {}).get("inputs", [])]
+    if shapes_a != shapes_b:
+        diffs.append(f"input shapes {shapes_a} vs {shapes_b}")
+    return diffs
+
+
+def check_target_match(report: dict[str, Any], target: Target, source: str) -> list[str]:
+    """BudgetError when ``report`` was measured on another target/settings; notes otherwise."""
+    profiled_on = report.get("target")
+    if profiled_on is not None:
+        if profiled_on != target.name:
+            raise BudgetError(
+                f"{source}: profiled on target {profiled_on!r}, checked against {target.name!r}; "
+                f"profile it with --target {target.name}"
+            )
+        return []
+    settings = target.runtime.settings
+    diffs = []
+    if report.get("runtime") != target.runtime.name:
+        diffs.append(f"runtime {report.get('runtime')!r} (target: {target.runtime.name!r})")
+    threads = getattr(settings, "threads", None)
+    if threads is not None and report.get("threads") != threads:
+        diffs.append(f"threads {report.get('threads')!r} (target: {threads})")
+    if diffs:
+        raise BudgetError(f"{source}: measured with {', '.join(diffs)}; profile it with --target {target.name}")
+    return ["profiled without --target (runtime and threads match)"]
+
+
+def _same_report(a_path: str, a: dict[str, Any], b_path: str, b: dict[str, Any]) -> bool:
+    try:
+        if os.path.samefile(a_path, b_path):
+            return True
+    except OSError:
+        pass
+    return a == b
+
+
+def check_budgets(
+    reports: Sequence[tuple[str, dict[str, Any]]],
+    target: Target,
+    baseline: tuple[str, dict[str, Any]] | None = None,
+    *,
+    strict: bool = False,
+) -> list[Verdict]:
+    """Hold each (path, report) to ``target``'s budgets.
+
+    Absolute: ``budgets.latency_ms[model name]`` >= median. Relative (with ``baseline``
+    and ``budgets.max_ratio``): median / baseline median <= max_ratio. A report fails if
+    any applicable budget is broken; with none it is ``no budget`` (a failure if ``strict``).
+    The baseline report, if also listed, is not held to the ratio.
+
+    Raises:
+        BudgetError: a report measured on another target, or a baseline measured differently.
+    """
+    budgets = target.budgets
+    base_median = None
+    if baseline is not None:
+        base_path, base_report = baseline
+        check_target_match(base_report, target, base_path)
+        base_median = float(base_report["latency_ms"]["median"])
+        if budgets.max_ratio is None:
+            raise BudgetError(f"--baseline given, but target {target.name!r} has no budgets.max_ratio")
+    verdicts = []
+    for path, report in reports:
+        notes = list(check_target_match(report, target, path))
+        model = report["model"]["name"]
+        latency = report["latency_ms"]
+        median = float(latency["median"])
+        ci = (float(latency["median_ci95"][0]), float(latency["median_ci95"][1]))
+        checks: list[bool] = []
+
+        budget = budgets.latency_ms.get(model)
+        if budget is not None:
+            checks.append(median <= budget)
+            if ci[0] <= budget <= ci[1]:
+                notes.append(f"budget {fmt_ms(budget)} ms lies inside the median's 95% CI: within noise")
+
+        ratio = None
+        is_baseline = baseline is not None and _same_report(path, report, *baseline)
+        if base_median is not None and not is_baseline:
+            diffs = setup_differences(report, baseline[1])  # type: ignore[index]
+            if diffs:
+                raise BudgetError(
+                    f"{path} and baseline {baseline[0]} were measured differently: "  # type: ignore[index]
+                    f"{'; '.join(diffs)}"
+                )
+            ratio = median / base_median
+            checks.append(ratio <= budgets.max_ratio)  # type: ignore[operator]
+
+        if checks:
+            status = PASS if all(checks) else FAIL
+        elif is_baseline:
+            status = BASELINE
+        else:
+            status = FAIL if strict else NO_BUDGET
+            notes.append(
+                f"no budget for model {model!r} on {target.name}"
+                + ("" if baseline is not None or budgets.max_ratio is None else " (give --baseline for max_ratio)")
+                + ("; --strict makes that a failure" if strict else "; not gated")
+            )
+        verdicts.append(
+            Verdict(model, path, median, ci, budget, ratio,
+                    budgets.max_ratio if ratio is not None else None, status, tuple(notes))
+        )
+    return verdicts
+
+
+def format_verdicts(verdicts: Sequence[Verdict], target: Target) -> str:
+    """The table ``edgeprune check`` prints, with notes underneath."""
+    rows = []
+    for v in verdicts:
+        rows.append([
+            v.model,
+            f"{fmt_ms(v.median_ms)} [{fmt_ms(v.median_ci95[0])}, {fmt_ms(v.median_ci95[1])}]",
+            fmt_ms(v.budget_ms) if v.budget_ms is not None else "-",
+            f"{v.ratio:.3f}" if v.ratio is not None else "-",
+            f"{v.max_ratio:.3f}" if v.max_ratio is not None else "-",
+            v.status,
+        ])
+    table = format_table(["model", "median ms [95% CI]", "budget ms", "ratio", "max ratio", "verdict"], rows)
+    notes = [f"  {v.model}: {n}" for v in verdicts for n in v.notes]
+    failed = sum(v.failed for v in verdicts)
+    summary = f"target {target.name}: {len(verdicts) - failed} passed, {failed} failed"
+    return "\n".join([table, *(["", "notes:", *notes] if notes else []), "", summary])
