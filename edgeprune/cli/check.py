@@ -1,0 +1,44 @@
+"""``edgeprune check``: hold profile reports to a target's latency budgets (exit 1 if broken)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command("check")
+@click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--target", "-t", "target_name", required=True, help="Target whose budgets apply (name or TOML path).")
+@click.option("--baseline", type=click.Path(dir_okay=False),
+              help="Dense baseline report from the same run; enables the target's max_ratio budget.")
+@click.option("--strict", is_flag=True, help="A report with no applicable budget fails (default: passes, noted).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the verdicts as JSON here.")
+def command(reports, target_name, baseline, strict, json_path) -> None:
+    """Check profile REPORTS (from `edgeprune profile --json`) against budgets.
+
+    Absolute budgets come from the target's budgets.latency_ms by model name; with
+    --baseline, each report's median / baseline median must be <= budgets.max_ratio.
+    Exit status: 0 all within budget (or no budget), 1 a budget is broken, 2 bad input.
+    """
+    from edgeprune.atomic import write_json
+    from edgeprune.budgets import check_budgets, format_verdicts
+    from edgeprune.profile import load_report
+    from edgeprune.targets import load_target
+
+    target = load_target(target_name)
+    loaded = [(path, load_report(path)) for path in reports]
+    base = (baseline, load_report(baseline)) if baseline else None
+    verdicts = check_budgets(loaded, target, base, strict=strict)
+    click.echo(format_verdicts(verdicts, target))
+    passed = not any(v.failed for v in verdicts)
+    if json_path:
+        write_json(json_path, {
+            "target": target.name,
+            "baseline": baseline,
+            "strict": strict,
+            "passed": passed,
+            "results": [v.to_dict() for v in verdicts],
+        })
+    if not passed:
+        sys.exit(1)
