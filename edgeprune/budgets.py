@@ -72,6 +72,11 @@ def setup_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 def check_target_match(report: dict[str, Any], target: Target, source: str) -> list[str]:
     """BudgetError when ``report`` was measured on another target/settings; notes otherwise."""
     profiled_on = report.get("target")
+    batch = target.profile.batch
+    if batch is not None and report.get("batch") != batch:
+        raise BudgetError(
+            f"{source}: measured at batch {report.get('batch')!r}, but {target.name}'s budgets are for batch {batch}"
+        )
     if profiled_on is not None:
         if profiled_on != target.name:
             raise BudgetError(

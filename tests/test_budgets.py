@@ -17,7 +17,7 @@ def make_target(latency_ms=None, max_ratio=None, name="t"):
         budgets["latency_ms"] = latency_ms
     if max_ratio is not None:
         budgets["max_ratio"] = max_ratio
-    return target_from_dict({"name": name, "description": "", "align": 16,
+    return target_from_dict({"name": name, "description": "", "align": 16, "profile": {"batch": 1},
                              "runtime": {"name": "ort", "threads": 1}, "budgets": budgets})
 
 
@@ -77,6 +77,8 @@ def test_mismatched_setups_are_errors():
         check_budgets([("a.json", report("a", 5.0, target="other"))], target)
     with pytest.raises(BudgetError, match=r"measured with threads 4 \(target: 1\)"):
         check_budgets([("a.json", report("a", 5.0, target=None, threads=4))], target)
+    with pytest.raises(BudgetError, match="measured at batch 4, but t's budgets are for batch 1"):
+        check_budgets([("a.json", report("a", 5.0, batch=4))], target)
     dense = ("dense.json", report("dense", 10.0))
     with pytest.raises(BudgetError, match="measured differently: precision 'bf16' vs 'f32'"):
         check_budgets([("a.json", report("a", 5.0, precision="bf16"))], target, dense)

@@ -20,11 +20,12 @@ import click
               help="Input shape for dynamic inputs, e.g. input=1x3x224x224 (repeatable).")
 @click.option("--per-layer", is_flag=True, help="Also profile per layer with the runtime's profiler.")
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Layers shown with --per-layer.")
+@click.option("--name", "model_name", help="Model name that budgets are looked up by (default: the file stem).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the random inputs.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report JSON here (atomically).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (it is off anyway when stderr is not a tty).")
 def command(model, target_name, runtime_name, threads, device, precision, runs, warmup, batch, shapes,
-            per_layer, top, seed, json_path, no_progress) -> None:
+            per_layer, top, model_name, seed, json_path, no_progress) -> None:
     """Time MODEL (.onnx, or OpenVINO .xml) and report latency statistics.
 
     Either --target fixes runtime, device, threads and precision, or --runtime picks a
@@ -70,7 +71,7 @@ def command(model, target_name, runtime_name, threads, device, precision, runs, 
         raise SpecError("--shape names the same input twice")
     report = profile_model(
         model, runtime, settings, config, shapes=parsed, per_layer=per_layer, seed=seed,
-        progress=not no_progress, target=target.name if target else None,
+        progress=not no_progress, target=target.name if target else None, name=model_name,
     )
     click.echo(format_report(report, top=top))
     if json_path:

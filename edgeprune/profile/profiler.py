@@ -50,10 +50,11 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def model_info(path: str | os.PathLike, runner: Any) -> dict[str, Any]:
+def model_info(path: str | os.PathLike, runner: Any, name: str | None = None) -> dict[str, Any]:
+    """Model identity for reports; ``name`` (default: the file stem) is what budgets key on."""
     p = Path(path)
     return {
-        "name": p.stem,
+        "name": name or p.stem,
         "path": str(p),
         "sha256": file_sha256(p),
         "size_bytes": p.stat().st_size,
@@ -72,12 +73,14 @@ def profile_model(
     seed: int = 0,
     progress: bool = False,
     target: str | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
     """Time ``path`` on ``runtime`` and return a profile report (a JSON-ready dict).
 
     Inputs are random, drawn from a pool generated before timing (one fresh set per run,
     up to a 256 MiB pool). With ``per_layer``, a second, profiling-enabled instance is run
     afterwards (``runs`` runs after ``warmup``) so the profiler does not perturb the timing.
+    ``name`` is the model name budgets are looked up by (default: the file stem).
     """
     config.validate()
     runner = open_runner(path, runtime, batch=config.batch, shapes=shapes, settings=settings)
@@ -98,7 +101,7 @@ def profile_model(
         batch = runner.inputs[0].shape[0] if runner.inputs and runner.inputs[0].shape else 1
         report: dict[str, Any] = {
             "schema": SCHEMA,
-            "model": model_info(path, runner),
+            "model": model_info(path, runner, name),
             "target": target,
             "runtime": described["runtime"],
             "runtime_version": described["runtime_version"],

@@ -102,6 +102,11 @@ def test_profile_then_check_pass_and_fail(tiny, tmp_path):
     data = json.loads(verdicts.read_text())
     assert data["passed"] is True and data["results"][0]["verdict"] == "pass"
 
+    renamed = tmp_path / "renamed.json"
+    assert invoke("profile", tiny, "-t", target, "--name", "other", "--json", renamed).exit_code == 0
+    assert json.loads(renamed.read_text())["model"]["name"] == "other"
+    assert "no budget" in invoke("check", renamed, "-t", target).output
+
     tight = make_target(tmp_path, budget=1e-6)
     broken = invoke("check", report, "--target", tight, "--json", verdicts)
     assert broken.exit_code == 1, broken.output
