@@ -85,6 +85,8 @@ def profile_model(
     config.validate()
     runner = open_runner(path, runtime, batch=config.batch, shapes=shapes, settings=settings)
     try:
+        if per_layer and not isinstance(runner, LayerProfiler):
+            raise RunnerError(f"per-layer profiling is not supported for runtime {runner.runtime!r}")
         described = runner.describe()
         pool = make_input_pool(runner.inputs, pool_size(runner.inputs, config.runs + config.warmup), seed)
         (samples,) = time_calls(
@@ -123,8 +125,6 @@ def profile_model(
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         if per_layer:
-            if not isinstance(runner, LayerProfiler):
-                raise RunnerError(f"per-layer profiling is not supported for runtime {runner.runtime!r}")
             raw = runner.profile_layers(pool, config.runs, config.warmup)
             layers = aggregate_layers(raw, LayerNameMap.from_onnx(path))
             report["layers"] = layers
