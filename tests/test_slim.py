@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import randomize_batchnorm
+from torch_helpers import randomize_batchnorm
 from edgeprune.budget import Budget
 from edgeprune.graph import ChannelGraph, count_flops_params
 from edgeprune.masks import apply_masks, plan_masks
