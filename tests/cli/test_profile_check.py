@@ -205,7 +205,7 @@ BLOCK_TORCH = textwrap.dedent(
             codes.append(0)
         except SystemExit as exit:
             codes.append(exit.code)
-    import edgeprune.runtime, edgeprune.profile, edgeprune.targets, edgeprune.budgets
+    import edgeprune.runtime, edgeprune.profile, edgeprune.targets, edgeprune.budget_check
     print(json.dumps({"codes": codes, "torch_loaded": sorted(m for m in sys.modules if m.split(".")[0] == "torch")}))
     """
 )
