@@ -72,6 +72,8 @@ def command(src, formats, out, fp16, opset, weights, input_shape, batch, mean, s
             f"(relative {p['rel_diff']:.2e}, tolerance {p['tolerance_rel']:g}, {p['precision']})  "
             f"top-1 agreement {100 * p['top1_agreement']:.0f}%"
         )
+    for warning in r["tracer_warnings"]:
+        click.echo(f"  warning  torch.onnx tracer: {warning}")
     for f in r["files"]:
         click.echo(f"  wrote    {out}/{f['path']}  ({f['bytes'] / 1e6:.2f} MB)")
     click.echo(f"  wrote    {out}/export.json  ({r['timings_s']['total_s']:.1f} s)")

@@ -107,8 +107,8 @@ def export_model(
             assert tmp is not None
             t = time.perf_counter()
             example = torch.randn(*shape)  # [N, C, H, W]; values do not matter for tracing
-            export_onnx(model, example, tmp / ONNX_FILE, opset=options.opset,
-                        dynamic_batch=options.dynamic_batch, exporter=options.exporter)
+            tracer_warnings = export_onnx(model, example, tmp / ONNX_FILE, opset=options.opset,
+                                          dynamic_batch=options.dynamic_batch, exporter=options.exporter)
             timings["onnx_export_s"] = time.perf_counter() - t
             t = time.perf_counter()
             if options.simplify:
@@ -147,6 +147,7 @@ def export_model(
                 "formats": list(options.formats),
                 "options": options.to_json(),
                 "exporter": options.exporter,
+                "tracer_warnings": tracer_warnings,
                 "opset": onnx_opset(tmp / ONNX_FILE),
                 "simplified": simplified.simplified,
                 "simplify_reason": simplified.reason,

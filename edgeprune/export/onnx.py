@@ -51,11 +51,13 @@ def export_onnx(
     opset: int,
     dynamic_batch: bool = True,
     exporter: str = "torchscript",
-) -> None:
+) -> list[str]:
     """Export ``model`` (eval mode) traced on ``example`` (NCHW tensor) to ``path``.
 
     The graph has one input ``input`` and one output ``logits``; with ``dynamic_batch`` their
-    first dimension is the symbol ``batch``.
+    first dimension is the symbol ``batch``. Returns the tracer's warnings (e.g. Python
+    control flow on tensor values, which a trace freezes): worth a look even when parity
+    passed, since parity only sees the inputs it was given.
 
     Raises:
         ExportError: the model cannot be exported; names the unsupported op and the module it
@@ -65,16 +67,16 @@ def export_onnx(
     require("onnx", "onnx")
     if exporter == "dynamo":
         _export_dynamo(model, example, path, opset, dynamic_batch)
-    else:
-        _export_torchscript(model, example, path, opset, dynamic_batch)
+        return []
+    return _export_torchscript(model, example, path, opset, dynamic_batch)
 
 
-def _export_torchscript(model, example, path, opset: int, dynamic_batch: bool) -> None:
+def _export_torchscript(model, example, path, opset: int, dynamic_batch: bool) -> list[str]:
     import torch
 
     axes = {INPUT_NAME: {0: BATCH_DIM}, OUTPUT_NAME: {0: BATCH_DIM}} if dynamic_batch else None
-    with _captured_output() as captured, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the deprecation notice and tracer warnings
+    with _captured_output() as captured, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # recorded, not printed: the deprecation notice is dropped
         try:
             torch.onnx.export(
                 model,
@@ -93,6 +95,8 @@ def _export_torchscript(model, example, path, opset: int, dynamic_batch: bool) -
             failure = None
     if failure is not None:
         raise ExportError(describe_export_failure(failure, captured(), opset)) from None
+    found = [str(w.message).splitlines()[0] for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
+    return list(dict.fromkeys(found))  # unique, in order
 
 
 def _export_dynamo(model, example, path, opset: int, dynamic_batch: bool) -> None:
@@ -170,10 +174,14 @@ def _captured_output() -> Iterator[Any]:
     ``contextlib.redirect_stdout`` cannot catch; the CLI shows a one-line error instead.
     """
     text = ""
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no stdout/stderr to redirect (closed fds): run uncaptured
+        yield lambda: text
+        return
     with tempfile.TemporaryFile(mode="w+b") as sink:
         sys.stdout.flush()
         sys.stderr.flush()
-        saved = [os.dup(1), os.dup(2)]
         try:
             os.dup2(sink.fileno(), 1)
             os.dup2(sink.fileno(), 2)

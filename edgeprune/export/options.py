@@ -19,9 +19,10 @@ DEFAULT_OPSET = 17
 # Parity tolerances, relative: max|torch - runtime| / max|torch| over the logits.
 # FP32 graphs differ from torch only by kernel summation order (measured ~1e-6 here).
 FP32_RTOL = 1e-4
-# FP16-compressed IR weights round every weight to 11 significant bits (2^-11 ~ 4.9e-4
-# relative each); through ~20-50 layers that adds up to a few 1e-3 on the logits
-# (measured 1e-3..4e-3 on resnet20 / mobilenet_v2), so the check allows 1e-2.
+# FP16-compressed IR weights round every weight to 11 significant bits (relative error up
+# to 2^-11 ~ 4.9e-4 each). Measured on the logits (random init, randomized BatchNorm):
+# 4.3e-4 resnet20, 4.5e-4 mobilenet_v2, 5.7e-4 resnet18; the check allows 1e-2, ~20x
+# margin for deeper or trained models, while still catching a wrong graph (errors ~1).
 FP16_RTOL = 1e-2
 
 # Artifact file names inside the output folder.

@@ -20,7 +20,7 @@ from edgeprune.models.preprocess import FASHION_MNIST  # noqa: E402
 REPORT_KEYS = {
     "edgeprune_version", "spec", "input_shape", "formats", "options", "exporter", "opset", "simplified",
     "simplify_reason", "fp16_weights", "flops", "params", "preprocess", "metadata", "files", "parity",
-    "openvino_precision", "versions", "timings_s",
+    "openvino_precision", "versions", "timings_s", "tracer_warnings",
 }
 
 
@@ -183,6 +183,32 @@ def test_unexportable_op_names_op_and_module(tmp_path, capfd):
     assert "opset 17" in message and "\n" not in message
     assert not out.exists() and list(tmp_path.iterdir()) == []
     assert "Torch IR graph" not in capfd.readouterr().out  # the exporter's graph dump is swallowed
+
+
+def test_tracer_warnings_are_reported(tmp_path):
+    import torch
+
+    from edgeprune.models.preprocess import IMAGENET
+
+    class Branchy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            y = self.conv(x)
+            if y.mean() > -1e9:  # data-dependent branch: the trace freezes it
+                y = y + 1
+            return y.mean((2, 3))
+
+    result = export_model(Branchy(), (1, 3, 8, 8), tmp_path / "e", preprocess=IMAGENET,
+                          options=ExportOptions(formats=("onnx",)))
+    assert result.report["parity"]["ort"]["passed"]
+    assert any("Converting a tensor to a Python boolean" in w for w in result.report["tracer_warnings"])
+
+
+def test_dense_export_has_no_tracer_warnings(dense_export):
+    assert dense_export[3].report["tracer_warnings"] == []
 
 
 def test_locate_op_top_level():
