@@ -5,9 +5,17 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # torch is pinned to the build this project is tested with (served from local disk here)
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
-RUNS   := runs
+RUNS   ?= runs
 
-.PHONY: setup test demo clean
+# What the device targets prune, and how
+MODEL  ?= torchvision:resnet18
+NAME   ?= resnet18
+METHOD ?= l1
+BUDGET ?= flops=0.5
+
+DEVICES := $(basename $(notdir $(wildcard targets/*.toml)))
+
+.PHONY: setup test demo clean ci-latency devices $(DEVICES)
 
 setup: $(STAMP)
 
@@ -21,10 +29,30 @@ $(STAMP): pyproject.toml
 test: setup
 	$(BIN)/python -m pytest -q tests
 
+devices:
+	@echo $(DEVICES)
+
+# One target per device (targets/NAME.toml): prune with the device's alignment, export
+# dense and pruned, profile both on the device, and check the budgets (exit 1 if broken).
+#   make x86-ort-1t MODEL=torchvision:mobilenet_v2 NAME=mobilenet_v2 BUDGET=flops=0.5
+$(DEVICES): setup
+	$(eval OUT := $(RUNS)/$@)
+	$(eval FILE := $(if $(findstring openvino,$@),model.xml,model.onnx))
+	$(BIN)/edgeprune prune $(MODEL) --method $(METHOD) --budget $(BUDGET) --align auto --target $@ --out $(OUT)/prune
+	$(BIN)/edgeprune export $(MODEL) --batch 1 --out $(OUT)/dense
+	$(BIN)/edgeprune export $(OUT)/prune --batch 1 --out $(OUT)/pruned
+	$(BIN)/edgeprune profile $(OUT)/dense/$(FILE) --target $@ --name $(NAME)-dense --no-progress --json $(OUT)/dense.profile.json
+	$(BIN)/edgeprune profile $(OUT)/pruned/$(FILE) --target $@ --name $(NAME) --no-progress --json $(OUT)/pruned.profile.json
+	$(BIN)/edgeprune check $(OUT)/pruned.profile.json --target $@ --baseline $(OUT)/dense.profile.json --json $(OUT)/check.json
+
+# CI's latency gate: relative budget only (pruned median <= max_ratio x dense median,
+# both measured in this job on this machine).
+ci-latency: ci-ort
+
 demo: setup
-	$(BIN)/edgeprune info torchvision:resnet18
-	$(BIN)/edgeprune prune torchvision:resnet18 --method l1 --budget flops=0.5 --align 16 --out $(RUNS)/demo/prune
-	@echo "report: $(RUNS)/demo/prune/report.json"
+	$(BIN)/edgeprune info $(MODEL)
+	$(MAKE) --no-print-directory ci-ort RUNS=$(RUNS)/demo
+	$(BIN)/edgeprune compare $(RUNS)/demo/ci-ort/dense/model.onnx $(RUNS)/demo/ci-ort/pruned/model.onnx --target x86-ort-1t --rounds 50 --json $(RUNS)/demo/compare.json
 
 clean:
 	rm -rf $(RUNS) .pytest_cache

@@ -20,7 +20,7 @@ unknown keys are errors, to catch typos)::
 
     [budgets]
     max_ratio = 0.9                  # candidate median / baseline median, same run
-    [budgets.latency_ms]             # absolute budgets by model name (ONNX file stem)
+    [budgets.latency_ms]             # absolute budgets by model name (file stem, or folder of model.onnx; or --name)
     resnet18 = 30.0
 
 Search order for a bare name: each folder in ``$EDGEPRUNE_TARGETS`` (os.pathsep-separated),

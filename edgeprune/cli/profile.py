@@ -20,7 +20,7 @@ import click
               help="Input shape for dynamic inputs, e.g. input=1x3x224x224 (repeatable).")
 @click.option("--per-layer", is_flag=True, help="Also profile per layer with the runtime's profiler.")
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Layers shown with --per-layer.")
-@click.option("--name", "model_name", help="Model name that budgets are looked up by (default: the file stem).")
+@click.option("--name", "model_name", help="Model name that budgets are looked up by (default: the file stem, or the folder name for an exported model.onnx/model.xml).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the random inputs.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report JSON here (atomically).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (it is off anyway when stderr is not a tty).")

@@ -50,11 +50,17 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def default_model_name(path: str | os.PathLike) -> str:
+    """The file stem, or the folder name for the exporter's generic ``model.onnx``/``model.xml``."""
+    p = Path(path)
+    return p.parent.name if p.stem == "model" and p.parent.name else p.stem
+
+
 def model_info(path: str | os.PathLike, runner: Any, name: str | None = None) -> dict[str, Any]:
-    """Model identity for reports; ``name`` (default: the file stem) is what budgets key on."""
+    """Model identity for reports; ``name`` (default: `default_model_name`) is what budgets key on."""
     p = Path(path)
     return {
-        "name": name or p.stem,
+        "name": name or default_model_name(p),
         "path": str(p),
         "sha256": file_sha256(p),
         "size_bytes": p.stat().st_size,
@@ -80,7 +86,7 @@ def profile_model(
     Inputs are random, drawn from a pool generated before timing (one fresh set per run,
     up to a 256 MiB pool). With ``per_layer``, a second, profiling-enabled instance is run
     afterwards (``runs`` runs after ``warmup``) so the profiler does not perturb the timing.
-    ``name`` is the model name budgets are looked up by (default: the file stem).
+    ``name`` is the model name budgets are looked up by (default: `default_model_name`).
     """
     config.validate()
     runner = open_runner(path, runtime, batch=config.batch, shapes=shapes, settings=settings)

@@ -91,3 +91,11 @@ def test_load_report_errors(tmp_path):
     with pytest.raises(ReportError, match="missing key 'runtime'"):
         load_report(bad)
     assert "latency_ms.median" in REQUIRED
+
+
+def test_default_model_name_uses_folder_for_generic_export_names():
+    from edgeprune.profile.profiler import default_model_name
+
+    assert default_model_name("runs/x/pruned/model.onnx") == "pruned"
+    assert default_model_name("runs/x/resnet18.onnx") == "resnet18"
+    assert default_model_name("model.xml") == "model"
