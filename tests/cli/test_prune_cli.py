@@ -51,3 +51,18 @@ def test_info_lists_groups():
 def test_help_does_not_import_torch():
     code = "import sys; from edgeprune.cli import main; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_align_auto_takes_the_target_alignment(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["prune", "edgeprune:resnet56", "--budget", "flops=0.5", "--target", "arm64-ort", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["align"] == 8  # targets/arm64-ort.toml
+    assert all(g["kept"] % 8 == 0 or g["kept"] == g["size"] for g in report["groups"])
+
+
+def test_unknown_target_lists_available(tmp_path):
+    result = CliRunner().invoke(main, ["prune", "edgeprune:resnet20", "--budget", "flops=0.5", "--target", "nope", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "unknown target 'nope'; available:" in result.output
+    assert not (tmp_path / "r").exists()
