@@ -1,0 +1,74 @@
+"""Datasets for training and evaluation, held in memory as uint8 tensors.
+
+``open_data("fashion-mnist", ...)`` reads Debian's Fashion-MNIST IDX files;
+``open_data(DIR, ...)`` reads an ImageFolder-style directory. Batches come from
+`edgeprune.data.batches` (seeded, vectorised augmentation, two-view mode, rank sharding).
+The Fashion-MNIST normalisation is exposed as ``FASHION_MNIST_NORMALIZATION``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeprune.data import fashion_mnist
+from edgeprune.data.base import Augment, DataError, DataSplits, ImageSet, Normalization
+
+FASHION_MNIST_NORMALIZATION = fashion_mnist.NORMALIZATION
+FASHION_MNIST_MEAN = fashion_mnist.MEAN
+FASHION_MNIST_STD = fashion_mnist.STD
+BUILTIN = (fashion_mnist.NAME,)
+
+
+def open_data(
+    data: str,
+    *,
+    root: str | Path | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+    augment: bool = True,
+) -> DataSplits:
+    """Load a dataset by name (``fashion-mnist``) or from an image-folder directory.
+
+    Args:
+        data: ``fashion-mnist`` or a directory with train/<class>/ and test/<class>/.
+        root: where the Fashion-MNIST files are (default: Debian's location).
+        input_shape: the model's input shape; image folders are resized to it, and
+            Fashion-MNIST is checked against it.
+        train_subset, test_subset: keep only the first N samples of a split.
+        augment: whether training batches are augmented.
+    """
+    if data.lower() == fashion_mnist.NAME:
+        train = fashion_mnist.load_split(root or fashion_mnist.DEFAULT_ROOT, "train")
+        test = fashion_mnist.load_split(root or fashion_mnist.DEFAULT_ROOT, "test")
+        aug = fashion_mnist.AUGMENT
+    elif Path(data).is_dir():
+        if input_shape is None:
+            raise DataError("an image-folder dataset needs the model's input shape to resize images")
+        from edgeprune.data.folder import load_folder
+
+        train, test, aug = load_folder(data, input_shape)
+    else:
+        raise DataError(
+            f"--data {data!r} is neither a built-in dataset ({', '.join(BUILTIN)}) nor a directory "
+            "with train/<class>/ and test/<class>/ image folders"
+        )
+    if input_shape is not None and tuple(train.shape) != tuple(input_shape[1:]):
+        raise DataError(
+            f"{train.name} images are {'x'.join(map(str, train.shape))} but the model takes "
+            f"{'x'.join(map(str, input_shape[1:]))}; pass --input-shape 1x{'x'.join(map(str, train.shape))}"
+        )
+    return DataSplits(train.first(train_subset), test.first(test_subset), aug if augment else None)
+
+
+__all__ = [
+    "Augment",
+    "DataError",
+    "DataSplits",
+    "FASHION_MNIST_MEAN",
+    "FASHION_MNIST_NORMALIZATION",
+    "FASHION_MNIST_STD",
+    "ImageSet",
+    "Normalization",
+    "open_data",
+]
