@@ -1,0 +1,201 @@
+"""The training jobs behind the CLI: train a dense model, prune while training (DTP), fine-tune
+a one-shot-pruned model, and evaluate a saved model. Each writes its artifacts atomically and
+only on rank 0; each resumes from ``out/checkpoint.pt`` with ``resume=True``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgeprune.artifacts import MODEL, PLAN, save_pruned
+from edgeprune.atomic import atomic_write
+from edgeprune.budget import Budget, allocate
+from edgeprune.data.base import DataSplits
+from edgeprune.errors import SpecError
+from edgeprune.graph import ChannelGraph
+from edgeprune.methods import get_method
+from edgeprune.plan import fingerprint, make_plan
+from edgeprune.pruning import PARITY_RTOL, ParityError, PruneResult, build_report, masked_vs_slim
+from edgeprune.slim import slim
+from edgeprune.train.base import TrainConfig
+from edgeprune.train.distributed import Dist, current
+from edgeprune.train.trainer import METRICS, Trainer, check_classes, evaluate
+
+
+def is_training_time(method: str) -> bool:
+    """Whether ``--method`` prunes during training (needs --data and --epochs)."""
+    return bool(getattr(get_method(method), "training_time", False))
+
+
+def train_dense(
+    model: nn.Module,
+    spec: str,
+    input_shape: tuple[int, ...],
+    data: DataSplits,
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    stop_after: int | None = None,
+    progress: bool = True,
+    dist: Dist | None = None,
+) -> dict[str, Any]:
+    """Train ``model``; write out/model.pt (state_dict) and out/metrics.json (with ``accuracy``)
+    when all epochs are done. Returns the metrics (``complete`` False after ``stop_after``)."""
+    dist = dist or current()
+    check_classes(model, data, spec)
+    run = {"job": "train", "spec": spec, "input_shape": list(input_shape), "fingerprint": fingerprint(model)}
+    trainer = Trainer(model, data, config, out=out, run=run, dist=dist, progress=progress)
+    metrics = trainer.fit(resume=resume, stop_after=stop_after)
+    if metrics["complete"] and dist.is_main:
+        atomic_write(Path(out) / MODEL, lambda tmp: torch.save(model.state_dict(), tmp))
+    return metrics
+
+
+def prune_while_training(
+    model: nn.Module,
+    spec: str,
+    input_shape: tuple[int, ...],
+    method: str,
+    budget: Budget,
+    align: int,
+    data: DataSplits,
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    stop_after: int | None = None,
+    progress: bool = True,
+    dist: Dist | None = None,
+) -> PruneResult | None:
+    """Train ``model`` with a training-time method (DTP) to ``budget``, then slim it.
+
+    Writes plan.json, model.pt (slim) and report.json (with ``accuracy``, the slim model's
+    top-1 on the test split, and the masked-vs-slim parity) like one-shot pruning, plus the
+    training's metrics.json and checkpoint.pt. Returns None if stopped before the last epoch."""
+    start = time.perf_counter()
+    dist = dist or current()
+    pruner = get_method(method)
+    check_classes(model, data, spec)
+    dense_fingerprint = fingerprint(model)
+    graph = ChannelGraph(model, input_shape)
+    init_scores = pruner.scores(model, graph)
+    widths = allocate(graph.cost, init_scores, budget, align)  # BudgetError if infeasible
+    pruner.attach(model, graph, widths, init_scores)
+    run = {
+        "job": "prune", "spec": spec, "input_shape": list(input_shape), "fingerprint": dense_fingerprint,
+        "method": method, "method_config": pruner.config.to_json(), "budget": str(budget), "align": align,
+        "widths": list(widths),
+    }
+    trainer = Trainer(model, data, config, out=out, method=pruner, run=run, dist=dist, progress=progress)
+    metrics = trainer.fit(resume=resume, stop_after=stop_after)
+    if not metrics["complete"]:
+        return None
+    kept = pruner.kept()
+    binary_gap, sum_error = pruner.binary_gap(), float(pruner.max_sum_error)
+    pruner.detach()
+    plan = make_plan(spec, input_shape, model, graph, kept)
+    slim_model = slim(model, plan)
+    parity = masked_vs_slim(model, graph, kept, slim_model, input_shape)
+    if not parity.ok(PARITY_RTOL):
+        raise ParityError(
+            f"slim model differs from the masked model by {parity.rel_diff:.2e} (relative), above "
+            f"{PARITY_RTOL:g}; nothing was written"
+        )
+    report = build_report(graph, plan, method, budget, align, parity)
+    test = evaluate(slim_model, data.test, config.eval_batch_size, dist)
+    report.update(
+        accuracy=test["accuracy"],
+        test_samples=test["samples"],
+        training=_training_summary(config, data, metrics),
+        dtp={"config": pruner.config.to_json(), "max_mask_sum_error": sum_error, "final_binary_gap": binary_gap,
+             "final_eps_median": float(pruner.eps.median()) if pruner.groups else None},
+        elapsed_s=round(time.perf_counter() - start, 3),
+    )
+    if dist.is_main:
+        save_pruned(out, plan, slim_model, report)
+    dist.barrier()
+    return PruneResult(plan, slim_model, report)
+
+
+def finetune(
+    result: PruneResult,
+    data: DataSplits,
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    stop_after: int | None = None,
+    progress: bool = True,
+    dist: Dist | None = None,
+) -> PruneResult | None:
+    """Fine-tune the slim model of a one-shot result; re-save it with ``accuracy`` in the report.
+    Returns None if stopped before the last epoch."""
+    dist = dist or current()
+    model = result.model
+    check_classes(model, data, result.plan.spec)
+    run = {
+        "job": "finetune", "spec": result.plan.spec, "input_shape": list(result.plan.input_shape),
+        "fingerprint": fingerprint(model), "method": result.report["method"], "budget": result.report["budget"],
+        "align": result.report["align"], "widths": list(result.plan.widths),
+    }
+    trainer = Trainer(model, data, config, out=out, run=run, dist=dist, progress=progress)
+    metrics = trainer.fit(resume=resume, stop_after=stop_after)
+    if not metrics["complete"]:
+        return None
+    report = dict(result.report)
+    report.update(accuracy=metrics["accuracy"], training=_training_summary(config, data, metrics))
+    if dist.is_main:
+        save_pruned(out, result.plan, model.eval(), report)
+    dist.barrier()
+    return PruneResult(result.plan, model, report)
+
+
+def with_accuracy(result: PruneResult, data: DataSplits, batch_size: int = 500) -> PruneResult:
+    """Add the slim model's test accuracy to a one-shot result (no training)."""
+    check_classes(result.model, data, result.plan.spec)
+    test = evaluate(result.model, data.test, batch_size)
+    result.report.update(accuracy=test["accuracy"], test_samples=test["samples"])
+    return result
+
+
+def load_saved(src: str | Path) -> tuple[nn.Module, str, tuple[int, ...]]:
+    """A model saved by `edgeprune train` (model.pt + metrics.json) or `edgeprune prune`
+    (plan.json + model.pt + report.json): (model in eval mode, spec, input shape)."""
+    from edgeprune.artifacts import load_pruned
+    from edgeprune.models import build_model
+
+    src = Path(src)
+    if not src.is_dir():
+        raise SpecError(f"{str(src)!r} is not a folder written by `edgeprune train` or `edgeprune prune`")
+    if (src / PLAN).is_file():
+        model, plan, _ = load_pruned(src)
+        return model, plan.spec, plan.input_shape
+    if (src / METRICS).is_file() and (src / MODEL).is_file():
+        info = json.loads((src / METRICS).read_text())
+        if "spec" not in info or "input_shape" not in info:
+            raise SpecError(f"{src / METRICS}: no 'spec'/'input_shape'; was it written by `edgeprune train`?")
+        model, shape = build_model(info["spec"], tuple(info["input_shape"]), src / MODEL)
+        return model, info["spec"], shape
+    raise SpecError(
+        f"{src}: neither a `prune` output (plan.json + model.pt) nor a finished `train` output "
+        "(model.pt + metrics.json)"
+    )
+
+
+def _training_summary(config: TrainConfig, data: DataSplits, metrics: dict[str, Any]) -> dict[str, Any]:
+    last = metrics["epochs"][-1]
+    return {
+        "config": config.to_json(),
+        "data": data.describe(),
+        "epochs": len(metrics["epochs"]),
+        "final_train_accuracy": last["train_accuracy"],
+        "final_test_accuracy": last["test_accuracy"],
+    }
+
+
