@@ -7,6 +7,8 @@ Budgets (``--budget``):
 
 Alignment (``--align N``): every kept width is a multiple of N, or the group's full width
 (an unpruned group stays as it was); never zero. A group narrower than N is left whole.
+Floor (``--min-keep F``, default 0.2): flops/params allocation keeps at least F of every
+group's channels.
 
 Allocation for flops/params is greedy and global: from the dense widths, repeatedly shrink
 the group whose next aligned step loses the least importance per unit of cost saved, until
@@ -18,6 +20,7 @@ weight scale does not dominate. Pure numbers: no torch here.
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -27,6 +30,7 @@ from edgeprune.cost import CostModel
 from edgeprune.errors import BudgetError
 
 KINDS = ("flops", "params", "ratio")
+MIN_KEEP = 0.2  # default floor: no group keeps fewer than this fraction of its channels
 TOLERANCE = 0.99  # achieved cost is within [TOLERANCE * target, target] when reachable
 
 
@@ -34,9 +38,15 @@ TOLERANCE = 0.99  # achieved cost is within [TOLERANCE * target, target] when re
 class Budget:
     kind: str  # "flops" | "params" | "ratio"
     value: float
+    min_keep: float = MIN_KEEP  # flops/params only: no group keeps fewer of its channels
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_keep <= 1.0:
+            raise BudgetError(f"--min-keep must be a fraction in [0, 1], got {self.min_keep}")
 
     def __str__(self) -> str:
-        return f"{self.kind}={self.value:g}"
+        text = f"{self.kind}={self.value:g}"
+        return text if self.min_keep == MIN_KEEP or self.kind == "ratio" else f"{text} (min_keep={self.min_keep:g})"
 
     @classmethod
     def parse(cls, text: str) -> "Budget":
@@ -58,24 +68,36 @@ class Budget:
         return cls(kind, v)
 
 
-def allowed_widths(size: int, align: int) -> list[int]:
-    """Kept widths a group of ``size`` channels may take under ``align`` (ascending)."""
+def allowed_widths(size: int, align: int, min_keep: float = 0.0) -> list[int]:
+    """Kept widths a group of ``size`` channels may take under ``align`` (ascending):
+    multiples of ``align`` of at least ``min_keep * size`` channels, and ``size`` itself."""
     if align < 1:
         raise BudgetError(f"--align must be a positive integer, got {align}")
-    widths = list(range(align, size, align))
+    floor = math.ceil(min_keep * size - 1e-9)
+    widths = [w for w in range(align, size, align) if w >= floor]
     return widths + [size]
 
 
 def allocate(
-    cost: CostModel, scores: Sequence[np.ndarray], budget: Budget, align: int = 1
+    cost: CostModel,
+    scores: Sequence[np.ndarray],
+    budget: Budget,
+    align: int = 1,
 ) -> list[int]:
-    """Kept width per group meeting ``budget`` exactly (see module docstring)."""
+    """Kept width per group meeting ``budget`` exactly (see module docstring).
+
+    ``budget.min_keep`` (flops/params budgets only) stops the global allocation from cutting any
+    group below that fraction of its channels: per unit of FLOPs, a narrow high-resolution
+    residual stream is the cheapest thing to cut, and greedy allocation would otherwise take
+    it down to a channel or two, which costs far more accuracy than its scores suggest.
+    A ``ratio`` budget is an explicit per-group request and is not floored."""
     sizes = list(cost.sizes)
     if len(scores) != len(sizes) or any(len(s) != n for s, n in zip(scores, sizes)):
         raise ValueError("one score per channel of every prunable group is required")
-    steps = [allowed_widths(n, align) for n in sizes]
     if budget.kind == "ratio":
+        steps = [allowed_widths(n, align) for n in sizes]
         return [_nearest(steps[g], (1.0 - budget.value) * sizes[g]) for g in range(len(sizes))]
+    steps = [allowed_widths(n, align, budget.min_keep) for n in sizes]
 
     metric = budget.kind
     dense = cost.dense(metric)
@@ -85,8 +107,8 @@ def allocate(
     if floor > target + 1e-9 * dense:
         raise BudgetError(
             f"budget {budget} cannot be met with --align {align}: the smallest achievable is "
-            f"{metric}={floor / dense:.4f} (every prunable group at its minimum width); "
-            f"ask for at least that, or use a smaller --align"
+            f"{metric}={floor / dense:.4f} (every prunable group at its minimum width, at least "
+            f"{budget.min_keep:g} of its channels); ask for at least that, or use a smaller --align or --min-keep"
         )
     # cumulative importance of the lowest-ranked channels: loss[g][w] = sum of scores
     # of the channels dropped when going from full width to w

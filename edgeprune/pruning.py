@@ -78,6 +78,7 @@ def build_report(graph: ChannelGraph, plan: PruningPlan, method: str, budget: Bu
         "input_shape": list(plan.input_shape),
         "method": method,
         "budget": str(budget),
+        "min_keep": budget.min_keep,
         "align": align,
         "flops_dense": int(flops_dense),
         "flops_pruned": int(flops_pruned),

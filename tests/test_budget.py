@@ -81,3 +81,19 @@ def test_low_importance_groups_are_pruned_first():
     scores = [np.full(64, 1.0) + np.linspace(0, 0.01, 64), np.linspace(0.0, 2.0, 64) ** 4]
     widths = allocate(cost, scores, Budget("flops", 0.6), 1)
     assert widths[1] < widths[0]
+
+
+def test_min_keep_floors_every_group():
+    sizes = [16, 64, 64]
+    cost = _chain_cost(sizes)
+    rng = np.random.default_rng(1)
+    scores = [rng.random(n) for n in sizes]
+    # the first group is the most expensive per channel: unfloored, greedy cuts it deepest
+    free = allocate(cost, scores, Budget("flops", 0.3, min_keep=0.0), 1)
+    floored = allocate(cost, scores, Budget("flops", 0.3, min_keep=0.5), 1)
+    assert min(w / n for w, n in zip(free, sizes)) < 0.5
+    assert all(w >= 0.5 * n for w, n in zip(floored, sizes))
+    assert 0.99 * 0.3 <= cost.flops(floored) / cost.dense("flops") <= 0.3
+    with pytest.raises(BudgetError, match="--min-keep"):
+        Budget("flops", 0.5, min_keep=1.5)
+    assert str(Budget("flops", 0.5, min_keep=0.1)) == "flops=0.5 (min_keep=0.1)"

@@ -5,6 +5,8 @@ One-shot criteria (l1, l2, bn-scale) prune at once and may fine-tune afterwards
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
 from edgeprune.cli._options import (
@@ -29,6 +31,8 @@ from edgeprune.cli._train_options import data_options, open_data_for, set_thread
     required=True,
     help="flops=F or params=P (fraction of dense to keep, e.g. flops=0.5), or ratio=R (fraction of channels removed per group).",
 )
+@click.option("--min-keep", default=0.2, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="flops/params budgets: keep at least this fraction of every group's channels.")
 @align_option
 @target_option
 @weights_option
@@ -39,14 +43,14 @@ from edgeprune.cli._train_options import data_options, open_data_for, set_thread
               help="Fine-tune the slim model of a one-shot method for N epochs on --data.")
 @training_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for plan.json, model.pt and report.json.")
-def command(model, method, budget, align, target, weights, input_shape, data_name, data_root, test_subset, epochs,
+def command(model, method, budget, min_keep, align, target, weights, input_shape, data_name, data_root, test_subset, epochs,
             finetune_epochs, train_subset, lr, batch_size, seed, resume, stop_after, threads, progress, out):
     from edgeprune.artifacts import save_pruned
     from edgeprune.budget import Budget
     from edgeprune.pruning import prune_one_shot
     from edgeprune.train import jobs
 
-    parsed = Budget.parse(budget)  # cheap checks first: nothing is built on bad input
+    parsed = dataclasses.replace(Budget.parse(budget), min_keep=min_keep)  # cheap checks first: nothing is built on bad input
     training_time = jobs.is_training_time(method)
     if training_time and (data_name is None or epochs is None):
         raise click.UsageError(f"--method {method} prunes while training: pass --data and --epochs")
