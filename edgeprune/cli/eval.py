@@ -1,6 +1,9 @@
-"""`edgeprune eval`: top-1 accuracy of a saved torch model (a train or prune output folder)."""
+"""`edgeprune eval`: top-1 accuracy of a saved model: a torch folder (train or prune output),
+an ONNX file or an OpenVINO IR, each in its own runtime."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
@@ -9,15 +12,17 @@ from edgeprune.cli._train_options import data_options, set_threads
 
 @click.command(
     "eval",
-    help="Evaluate SRC, a folder written by `edgeprune train` (model.pt + metrics.json) or "
-    "`edgeprune prune` (plan.json + model.pt), on the test split of --data.",
+    help="Evaluate SRC on the test split of --data: a folder written by `edgeprune train` (model.pt + "
+    "metrics.json) or `edgeprune prune` (plan.json + model.pt) runs in torch; a model.onnx runs in ONNX "
+    "Runtime and a model.xml in OpenVINO (f32), fed as the file's edgeprune.preprocess metadata says.",
 )
 @click.argument("src", type=click.Path(exists=True))
 @data_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads.")
+@click.option("--runtime", default=None, help="For a model file: ort or openvino (default: by suffix, .onnx -> ort, .xml -> openvino).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the result as JSON.")
-def command(src, data_name, data_root, test_subset, batch_size, threads, json_path):
+def command(src, data_name, data_root, test_subset, batch_size, threads, runtime, json_path):
     from edgeprune.atomic import write_json
     from edgeprune.data import open_data
     from edgeprune.train.jobs import load_saved
@@ -26,6 +31,16 @@ def command(src, data_name, data_root, test_subset, batch_size, threads, json_pa
     if data_name is None:
         raise click.UsageError("--data is required (e.g. --data fashion-mnist)")
     set_threads(threads)
+    if Path(src).is_file():
+        from edgeprune.deployed_eval import evaluate_deployed
+
+        data = open_data(data_name, root=data_root, input_shape=None, train_subset=1, test_subset=test_subset)
+        result = evaluate_deployed(src, data.test, min(batch_size, 100), runtime)
+        click.echo(f"{src}  {result['runtime']} ({result['precision']})  {data.test.name} test "
+                   f"({result['samples']} images)  top-1 {result['accuracy']:.4f}  [{result['preprocess']}]")
+        if json_path:
+            write_json(json_path, {"src": str(src), "data": data.test.name, **result})
+        return
     model, spec, shape = load_saved(src)
     data = open_data(data_name, root=data_root, input_shape=shape, train_subset=1, test_subset=test_subset)
     check_classes(model, data, spec)
