@@ -64,25 +64,32 @@ def main() -> None:
     rows, results = [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        pairs = []  # (spec, align label, align, kept FLOPs, dense.onnx, slim.onnx)
         for spec in args.models:
             model, shape = build_model(spec)
             name = spec.split(":")[-1]
             dense_path = export_onnx(model, shape, tmp / name / "dense", spec)
             for align_text in args.aligns:
                 align = auto if align_text == "auto" else int(align_text)
-                label = f"auto ({align})" if align_text == "auto" else str(align)
                 pruned = prune_one_shot(model, spec, shape, "l1", Budget.parse("flops=0.5"), align)
-                kept = pruned.report["flops_ratio"]
                 slim_path = export_onnx(pruned.model, shape, tmp / name / f"align{align_text}", spec)
-                for rt_label, runtime, values in RUNTIMES:
-                    result = compare_models(dense_path, slim_path, runtime, make_settings(runtime, values), config)
-                    speedup = result["speedup"]
-                    rows.append((name, label, rt_label, result["a"]["latency_ms"]["median"],
-                                 result["b"]["latency_ms"]["median"], speedup, kept, speedup * kept))
-                    results.append({"model": spec, "align": align, "align_option": align_text,
-                                    "runtime_label": rt_label, "kept_flops": kept, **result})
-                    print(f"{name:>14} align {label:>8} {rt_label:>6}: dense {rows[-1][3]:7.2f} ms  "
-                          f"slim {rows[-1][4]:7.2f} ms  speedup {speedup:.2f}x  ratio {speedup * kept:.2f}", flush=True)
+                pairs.append((spec, align_text, align, pruned.report["flops_ratio"], dense_path, slim_path))
+        # Runtimes in the outer loop: OpenVINO's thread pool outlives its models and competes
+        # with ONNX Runtime's threads in the same process, so every ORT row is timed first.
+        for rt_label, runtime, values in RUNTIMES:
+            for spec, align_text, align, kept, dense_path, slim_path in pairs:
+                name = spec.split(":")[-1]
+                label = f"auto ({align})" if align_text == "auto" else str(align)
+                result = compare_models(dense_path, slim_path, runtime, make_settings(runtime, values), config)
+                speedup = result["speedup"]
+                rows.append((name, label, rt_label, result["a"]["latency_ms"]["median"],
+                             result["b"]["latency_ms"]["median"], speedup, kept, speedup * kept))
+                results.append({"model": spec, "align": align, "align_option": align_text,
+                                "runtime_label": rt_label, "kept_flops": kept, **result})
+                print(f"{name:>14} align {label:>8} {rt_label:>6}: dense {rows[-1][3]:7.2f} ms  "
+                      f"slim {rows[-1][4]:7.2f} ms  speedup {speedup:.2f}x  ratio {speedup * kept:.2f}", flush=True)
+    rows.sort(key=lambda r: (args.models.index(next(m for m in args.models if m.endswith(":" + r[0]))),
+                             [a for a in args.aligns].index(r[1].split(" ")[0]), r[2]))
     machine = machine_info()
     print(f"\nMachine: {machine.get('cpu')}, {machine.get('usable_cores')} cores, ISA {' '.join(machine.get('isa', []))}; batch 1, "
           f"{args.runs} interleaved rounds after {args.warmup} warm-up; OpenVINO at f32.\n")
