@@ -196,6 +196,10 @@ class ChannelGraph:
 
     # ---- use ----------------------------------------------------------------------------
 
+    def full_tp_group(self, group: ChannelGroup):
+        """The Torch-Pruning group covering all of ``group``'s channels (for importance scorers)."""
+        return self._tp_groups[group.index]
+
     def tp_group(self, group: ChannelGroup, idxs: Sequence[int]):
         """A Torch-Pruning group that removes root channels ``idxs`` of ``group``."""
         root = self._module(group.root)
@@ -265,7 +269,6 @@ def _run_once(model: nn.Module, input_shape: tuple[int, ...]):
         for h in handles:
             h.remove()
         model.train(was_training)
-    # Linear outputs keep their token dims; record them as (..., out_features)
     return executed, shapes
 
 

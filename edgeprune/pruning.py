@@ -47,6 +47,22 @@ def prune_one_shot(
     scores = scorer.scores(model, graph)
     widths = allocate(graph.cost, scores, budget, align)
     kept = select_kept(scores, widths)
+    result = slim_with_parity(model, spec, input_shape, graph, kept, method, budget, align)
+    result.report["elapsed_s"] = round(time.perf_counter() - start, 3)
+    return result
+
+
+def slim_with_parity(
+    model: nn.Module,
+    spec: str,
+    input_shape: tuple[int, ...],
+    graph: ChannelGraph,
+    kept: list[list[int]],
+    method: str,
+    budget: Budget,
+    align: int,
+) -> PruneResult:
+    """Plan from kept indices, slim, and check masked == slim; every method ends here."""
     plan = make_plan(spec, input_shape, model, graph, kept)
     slim_model = slim(model, plan)
     parity = masked_vs_slim(model, graph, kept, slim_model, input_shape)
@@ -55,9 +71,7 @@ def prune_one_shot(
             f"slim model differs from the masked model by {parity.rel_diff:.2e} (relative), above "
             f"{PARITY_RTOL:g}: the channel graph of {spec} is not handled correctly; nothing was written"
         )
-    report = build_report(graph, plan, method, budget, align, parity)
-    report["elapsed_s"] = round(time.perf_counter() - start, 3)
-    return PruneResult(plan, slim_model, report)
+    return PruneResult(plan, slim_model, build_report(graph, plan, method, budget, align, parity))
 
 
 def masked_vs_slim(model, graph, kept, slim_model, input_shape):

@@ -26,8 +26,7 @@ def group_magnitude(graph, p: int, bn_only: bool = False) -> list[np.ndarray]:
         scorer = tp.importance.GroupMagnitudeImportance(p=p, group_reduction="mean", normalizer=None)
     out = []
     for group in graph.prunable:
-        tp_group = graph._tp_groups[group.index]
-        score = scorer(tp_group)
+        score = scorer(graph.full_tp_group(group))
         out.append(np.ones(group.size) if score is None else score.detach().cpu().double().numpy())
     return out
 

@@ -15,9 +15,12 @@ import importlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeprune.errors import SpecError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 _SPEC_RE = re.compile(r"^(?P<source>[\w.]+):(?P<name>\w+)(?:\((?P<kwargs>.*)\))?$")
 
@@ -75,7 +78,7 @@ def build_model(
     spec: str | ModelSpec,
     input_shape: tuple[int, ...] | None = None,
     weights: str | Path | None = None,
-) -> tuple["nn.Module", tuple[int, ...]]:  # noqa: F821
+) -> tuple[nn.Module, tuple[int, ...]]:
     """Instantiate a model from its spec; return it (eval mode) and its input shape."""
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     builder = {"torchvision": _torchvision, "edgeprune": _zoo}.get(spec.source, _user_factory)

@@ -19,9 +19,8 @@ from edgeprune.data.base import DataSplits
 from edgeprune.errors import SpecError
 from edgeprune.graph import ChannelGraph
 from edgeprune.methods import get_method
-from edgeprune.plan import fingerprint, make_plan
-from edgeprune.pruning import PARITY_RTOL, ParityError, PruneResult, build_report, masked_vs_slim
-from edgeprune.slim import slim
+from edgeprune.plan import fingerprint
+from edgeprune.pruning import PruneResult, slim_with_parity
 from edgeprune.train.base import TrainConfig
 from edgeprune.train.distributed import Dist, current
 from edgeprune.train.trainer import METRICS, Trainer, check_classes, evaluate
@@ -99,15 +98,8 @@ def prune_while_training(
     kept = pruner.kept()
     binary_gap, sum_error = pruner.binary_gap(), float(pruner.max_sum_error)
     pruner.detach()
-    plan = make_plan(spec, input_shape, model, graph, kept)
-    slim_model = slim(model, plan)
-    parity = masked_vs_slim(model, graph, kept, slim_model, input_shape)
-    if not parity.ok(PARITY_RTOL):
-        raise ParityError(
-            f"slim model differs from the masked model by {parity.rel_diff:.2e} (relative), above "
-            f"{PARITY_RTOL:g}; nothing was written"
-        )
-    report = build_report(graph, plan, method, budget, align, parity)
+    result = slim_with_parity(model, spec, input_shape, graph, kept, method, budget, align)
+    plan, slim_model, report = result.plan, result.model, result.report
     test = evaluate(slim_model, data.test, config.eval_batch_size, dist)
     report.update(
         accuracy=test["accuracy"],
