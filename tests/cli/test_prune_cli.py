@@ -66,3 +66,8 @@ def test_unknown_target_lists_available(tmp_path):
     result = CliRunner().invoke(main, ["prune", "edgeprune:resnet20", "--budget", "flops=0.5", "--target", "nope", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "unknown target 'nope'; available:" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_python_dash_m_runs_the_cli():
+    out = subprocess.run([sys.executable, "-m", "edgeprune", "--version"], check=True, capture_output=True, text=True)
+    assert "edgeprune" in out.stdout
