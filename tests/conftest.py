@@ -13,3 +13,28 @@ def resnet20():
 
     model, shape = build_model("edgeprune:resnet20")
     return randomize_batchnorm(model), shape
+
+
+@pytest.fixture
+def tiny_onnx(tmp_path):
+    """A tiny Conv->Relu->GlobalAveragePool->Gemm ONNX model built without torch."""
+    pytest.importorskip("onnx")
+    import onnx_models
+
+    return onnx_models.tiny_cnn(tmp_path / "tiny.onnx")
+
+
+@pytest.fixture
+def tiny_weights(tiny_onnx):
+    import onnx_models
+
+    return onnx_models.tiny_cnn.weights
+
+
+@pytest.fixture(name="onnx_models")
+def onnx_models_fixture():
+    """The builder module: onnx_models.tiny_cnn(path, batch=..., channels=..., flops=...)."""
+    pytest.importorskip("onnx")
+    import onnx_models
+
+    return onnx_models

@@ -3,23 +3,17 @@ built with onnx.helper; plus the same with torch blocked, in a subprocess."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from edgeprune.cli import main
 
-_spec = importlib.util.spec_from_file_location(
-    "edgeprune_test_onnx_models", Path(__file__).parents[1] / "runtime" / "onnx_models.py"
-)
-onnx_models = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(onnx_models)
+import onnx_models  # tests/onnx_models.py (tests/ is on sys.path)
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

@@ -1,6 +1,7 @@
 """Tiny ONNX models built with onnx.helper (no torch), named the way torch.onnx names nodes.
 
-Not a test module; the runtime/profile/cli conftests load it by path (`load_onnx_models`).
+Not a test module: tests import it as `onnx_models` (tests/ is on sys.path) or use the
+`tiny_onnx`, `tiny_weights` and `onnx_models` fixtures of tests/conftest.py.
 """
 
 from __future__ import annotations
