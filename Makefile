@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e '.[all,dev]'
+	$(BIN)/pip install -q --no-deps foolbox  # only its bundled ImageNet sample images (calibration/foolbox-imagenet.toml)
 	touch $(STAMP)
 
 test: setup
