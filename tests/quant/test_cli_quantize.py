@@ -1,0 +1,61 @@
+"""`edgeprune quantize` through click's CliRunner: table on stdout, JSON report, exit 2 on bad input."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+sys.path.insert(0, str(Path(__file__).parent))
+
+import quant_helpers as qh  # noqa: E402
+
+from edgeprune.cli import main  # noqa: E402
+
+
+@pytest.fixture
+def setup(tmp_path, onnx_models):
+    model = qh.with_preprocess(onnx_models.tiny_cnn(tmp_path / "tiny.onnx", channels=16))
+    calib = qh.folder_manifest(tmp_path, qh.image_folder(tmp_path / "images", count=16), count=8, holdout=8)
+    return model, calib
+
+
+def test_quantize_writes_model_and_report(tmp_path, setup):
+    model, calib = setup
+    out = tmp_path / "int8"
+    result = CliRunner().invoke(main, ["quantize", str(model), "--calib", str(calib), "--method", "aciq",
+                                       "--bias-correction", "--no-openvino", "--no-progress", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "quantize.json"]
+    report = json.loads((out / "quantize.json").read_text())
+    assert report["bias_correction"] == "data" and report["real_int8"] is True
+    assert "SQNR of logits vs fp32 (dB)" in result.output and "[real int8]" in result.output
+    assert f"{report['sqnr_db']}" in result.output
+
+
+def test_quantize_simulated_low_bits(tmp_path, setup):
+    model, calib = setup
+    result = CliRunner().invoke(main, ["quantize", str(model), "--calib", str(calib), "--method", "minmax",
+                                       "--weight-bits", "4", "--act-bits", "4", "--no-progress",
+                                       "--out", str(tmp_path / "w4a4")])
+    assert result.exit_code == 0, result.output
+    assert "[simulated]" in result.output and "W4A4 minmax" in result.output
+
+
+def test_quantize_empty_calibration_is_a_clear_error(tmp_path, setup):
+    model, _ = setup
+    empty = qh.manifest(tmp_path / "empty.toml", f'[source]\nkind = "folder"\npath = "{tmp_path}/images"\n'
+                        '[samples]\ncount = 0\n')
+    result = CliRunner().invoke(main, ["quantize", str(model), "--calib", str(empty), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2
+    assert "empty.toml: the calibration set is empty" in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_unknown_manifest_name_lists_the_builtin_ones(tmp_path, setup):
+    model, _ = setup
+    result = CliRunner().invoke(main, ["quantize", str(model), "--calib", "nope", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "fashion-mnist" in result.output
