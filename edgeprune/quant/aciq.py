@@ -116,6 +116,7 @@ class Fit:
     one_sided: bool
     lowest: float
     highest: float
+    clipped: bool = True  # False: the observed range quantizes better than either ACIQ clip
 
     def alpha(self, bits: int) -> float:
         """The ACIQ clipping value (distance from the centre, or from 0 when one-sided)."""
@@ -123,8 +124,8 @@ class Fit:
 
     def clip_range(self, bits: int) -> tuple[float, float]:
         """[lo, hi] to quantize to, never wider than the observed [lowest, highest]."""
-        if self.scale <= 0:
-            return self.lowest, self.highest
+        if self.scale <= 0 or not self.clipped:
+            return (0.0 if self.one_sided else self.lowest), self.highest
         a = self.alpha(bits)
         if self.one_sided:
             return 0.0, min(self.highest, a)
@@ -182,13 +183,25 @@ def _sample_mse(x: np.ndarray, lo: float, hi: float, bits: int, symmetric: bool)
 
 
 def fit_for_bits(sample: np.ndarray, bits: int, lowest: float | None = None, highest: float | None = None,
-                 symmetric: bool = False) -> Fit:
+                 symmetric: bool = False, allow_no_clip: bool = True) -> Fit:
     """The Laplace or Gaussian fit whose ACIQ clip at ``bits`` gives the lower measured MSE on ``sample``.
 
     ``symmetric``: the clip is applied as [-a, a] around 0 (weights, zero point 0).
+    ``allow_no_clip``: when quantizing the observed range [lowest, highest] measures better
+    than both clips (small or bounded tensors: a 3x3 depthwise filter has 9 weights, a
+    ReLU6 output is bounded), the returned fit has ``clipped=False``.
     """
+    import dataclasses
+
     x = np.asarray(sample, dtype=np.float64).ravel()
     best, best_mse = None, np.inf
+    if allow_no_clip:
+        f = fit(x, lowest, highest)
+        lo, hi = f.lowest, f.highest
+        if symmetric:
+            a = max(abs(lo), abs(hi))
+            lo, hi = -a, a
+        best, best_mse = dataclasses.replace(f, clipped=False), _sample_mse(x, lo, hi, bits, symmetric)
     for dist in DISTRIBUTIONS:
         f = fit(x, lowest, highest, dist=dist)
         lo, hi = f.clip_range(bits)
@@ -196,7 +209,7 @@ def fit_for_bits(sample: np.ndarray, bits: int, lowest: float | None = None, hig
             a = min(max(abs(f.lowest), abs(f.highest)), abs(f.center) + f.alpha(bits)) if f.scale > 0 else max(abs(f.lowest), abs(f.highest))
             lo, hi = -a, a
         mse = _sample_mse(x, lo, hi, bits, symmetric)
-        if mse < best_mse:
+        if mse < best_mse * (1.0 - 1e-9):
             best, best_mse = f, mse
     assert best is not None
     return best
@@ -224,7 +237,7 @@ def weight_alphas(weight: np.ndarray, bits: int | np.ndarray, dist: str | None =
             f = fit_for_bits(row, int(bits_arr[c]), symmetric=True)
         else:
             f = fit(row, dist=dist)
-        if f is None or f.scale <= 0:
+        if f is None or f.scale <= 0 or not f.clipped:
             out[c] = amax
             continue
         out[c] = min(amax, abs(f.center) + f.alpha(int(bits_arr[c])))
