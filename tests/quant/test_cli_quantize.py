@@ -59,3 +59,39 @@ def test_unknown_manifest_name_lists_the_builtin_ones(tmp_path, setup):
     model, _ = setup
     result = CliRunner().invoke(main, ["quantize", str(model), "--calib", "nope", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "fashion-mnist" in result.output
+
+
+BLOCK_TORCH = """
+import importlib.abc, json, sys
+
+class BlockTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision", "torch_pruning"):
+            raise ImportError(f"torch is blocked in this test ({name})")
+        return None
+
+sys.meta_path.insert(0, BlockTorch())
+from edgeprune.cli import main
+
+try:
+    main.main(args=sys.argv[1:], prog_name="edgeprune", standalone_mode=False)
+    code = 0
+except SystemExit as exit:
+    code = exit.code
+print(json.dumps({"code": code, "torch_loaded": sorted(m for m in sys.modules if m.split(".")[0] == "torch")}))
+"""
+
+
+def test_quantize_runs_with_torch_blocked(tmp_path, setup):
+    import subprocess
+
+    model, calib = setup
+    out = tmp_path / "int8"
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCK_TORCH, "quantize", str(model), "--calib", str(calib), "--bias-correction",
+         "--no-progress", "--out", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"code": 0, "torch_loaded": []}
+    assert (out / "model.onnx").is_file()
