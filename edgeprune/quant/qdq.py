@@ -82,7 +82,8 @@ def weighted_layers(model: Any) -> list[WeightedLayer]:
 
 
 def float_ops(model: Any) -> dict[str, int]:
-    """Op types (count) of the QDQ model's float-valued nodes that see no dequantized input: run in float.
+    """Op types (count) of the QDQ model's float-valued nodes that run in float: op types
+    onnxruntime's quantizer has no int8 handling for, and nodes that see no dequantized input.
 
     Shape arithmetic (int64 tensors, e.g. Shape -> Gather -> Concat for a reshape) is not counted.
     """
@@ -91,6 +92,9 @@ def float_ops(model: Any) -> dict[str, int]:
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {vi.name: vi.type.tensor_type.elem_type for vi in
              list(inferred.graph.value_info) + list(inferred.graph.output)}
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    quantizable = set(QDQRegistry) | set(QLinearOpsRegistry)  # op types ORT has int8 handling for
     produced_by_dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     left: dict[str, int] = {}
     for node in model.graph.node:
@@ -98,7 +102,7 @@ def float_ops(model: Any) -> dict[str, int]:
             continue
         if not any(types.get(o) == onnx.TensorProto.FLOAT for o in node.output):
             continue
-        if not any(i in produced_by_dq for i in node.input):
+        if node.op_type not in quantizable or not any(i in produced_by_dq for i in node.input):
             left[node.op_type] = left.get(node.op_type, 0) + 1
     return dict(sorted(left.items()))
 
