@@ -117,6 +117,8 @@ def quantize_onnx(
 
     start = time.perf_counter()
     check_settings(method, weight_bits, act_bits)
+    if openvino and act_bits != 8:
+        raise QuantError("OpenVINO IR is written for 8-bit activations only (its CPU plugin has no uint4)")
     bc = _bc_kind(bias_correction)
     onnx = require("onnx", "onnx")
     require("onnxruntime", "ort")
@@ -239,8 +241,6 @@ def quantize_onnx(
             ov_report = None
             want_ov = openvino if openvino is not None else (real_int8 and _has_openvino())
             if want_ov:
-                if act_bits != 8:
-                    raise QuantError("OpenVINO IR is written for 8-bit activations only (no uint4 in its CPU plugin)")
                 t = time.perf_counter()
                 ov_report = _openvino(qdq_path, stage.path / IR_XML_FILE, calset, evaluation.pop("_ort_logits"))
                 timings["openvino_s"] = time.perf_counter() - t

@@ -80,7 +80,7 @@ def collect(
     stats = {name: TensorStats() for name in names}
     track = set(mean_map_tensors)
     rng = np.random.default_rng(seed)
-    per_batch = max(4096, SAMPLE_VALUES // max(total_batches, 1))
+    per_batch = max(64, SAMPLE_VALUES // max(total_batches, 1))  # ~SAMPLE_VALUES per tensor in all
     bar = tqdm(batches, total=total_batches, desc="calibrate", unit="batch", disable=not progress, leave=False)
     for feeds in bar:
         values = dict(zip(outputs, session.run(outputs, feeds)))

@@ -206,3 +206,11 @@ def test_ops_the_quantizer_does_not_cover_stay_float_and_are_reported(tmp_path, 
     r = quantize_onnx(tmp_path / "tanh.onnx", calib, tmp_path / "q", progress=False, openvino=False).report
     assert r["ops_left_in_float"] == {"Tanh": 1}
     assert r["top1_agreement"] >= 0.85
+
+
+def test_fixed_batch_model(tmp_path, onnx_models, calib):
+    model = qh.with_preprocess(onnx_models.tiny_cnn(tmp_path / "b1.onnx", batch=1, channels=16))
+    r = quantize_onnx(model, calib, tmp_path / "q", progress=False, openvino=False).report
+    assert r["evaluation"]["count"] == 8 and r["real_int8"]
+    with pytest.raises(QuantError, match="8-bit activations only"):
+        quantize_onnx(model, calib, tmp_path / "q4", act_bits=4, openvino=True)
