@@ -252,7 +252,8 @@ def quantize_onnx(
                 "simulated: "
                 + (f"weights on a {weight_bits}-bit grid stored as int8 codes; " if weight_bits < 8 else "")
                 + ("uint4 activations via QuantizeLinear/DequantizeLinear (ONNX Runtime dequantizes and runs float "
-                   "kernels)" if act_bits == 4 else "8-bit activations on int8 kernels")
+                   "kernels; open it with graph optimizations disabled, since ORT would fuse the QDQ into "
+                   "QLinearConv, which has no uint4 kernel)" if act_bits == 4 else "8-bit activations on int8 kernels")
                 + "; numbers are exact for this bit width, latency is not"
             )
             from edgeprune import __version__
