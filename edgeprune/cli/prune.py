@@ -1,7 +1,7 @@
 """`edgeprune prune`: prune to an exact budget, written as plan.json + model.pt + report.json.
 
 One-shot criteria (l1, l2, bn-scale) prune at once and may fine-tune afterwards
-(--finetune-epochs); training-time methods (dtp) prune while training (--epochs)."""
+(--finetune-epochs); training-time methods (dtp, sfp, crsfp) prune while training (--epochs)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ from edgeprune.cli._train_options import data_options, open_data_for, set_thread
 @click.command("prune", help="Prune MODEL to an exact budget and physically slim it.\n\n" + MODEL_HELP)
 @model_argument
 @click.option("--method", default="l1", show_default=True,
-              help="l1, l2 or bn-scale (one-shot), or dtp (Differentiable Transportation Pruning: trains; needs --data and --epochs).")
+              help="l1, l2 or bn-scale (one-shot); or, training while pruning (need --data and --epochs): "
+                   "dtp (Differentiable Transportation Pruning), sfp (Soft Filter Pruning), "
+                   "crsfp (SFP with a consistent full/pruned network pair, see --lambda).")
 @click.option(
     "--budget",
     required=True,
@@ -38,26 +40,32 @@ from edgeprune.cli._train_options import data_options, open_data_for, set_thread
 @weights_option
 @input_shape_option
 @data_options
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs of a training-time method (dtp).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Training epochs of a training-time method (dtp, sfp, crsfp).")
+@click.option("--lambda", "consistency_lambda", type=click.FloatRange(min=0.0), default=None,
+              help="crsfp only: weight of the symmetric KL between the full and the pruned network [default: 1.0].")
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Fine-tune the slim model of a one-shot method for N epochs on --data.")
 @training_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for plan.json, model.pt and report.json.")
 def command(model, method, budget, min_keep, align, target, weights, input_shape, data_name, data_root, test_subset, epochs,
-            finetune_epochs, train_subset, lr, batch_size, seed, resume, stop_after, threads, progress, out):
+            consistency_lambda, finetune_epochs, train_subset, lr, batch_size, seed, resume, stop_after, threads, progress, out):
     from edgeprune.artifacts import save_pruned
     from edgeprune.budget import Budget
     from edgeprune.pruning import prune_one_shot
     from edgeprune.train import jobs
 
     parsed = dataclasses.replace(Budget.parse(budget), min_keep=min_keep)  # cheap checks first: nothing is built on bad input
+    if consistency_lambda is not None and method != "crsfp":
+        raise click.UsageError(f"--lambda is CR-SFP's consistency weight; it is only valid with --method crsfp, not {method}")
+    method_options = {} if consistency_lambda is None else {"consistency_lambda": consistency_lambda}
     training_time = jobs.is_training_time(method)
     if training_time and (data_name is None or epochs is None):
         raise click.UsageError(f"--method {method} prunes while training: pass --data and --epochs")
     if training_time and finetune_epochs:
         raise click.UsageError(f"--finetune-epochs is for one-shot methods; {method} trains with its masks for --epochs")
     if not training_time and epochs is not None:
-        raise click.UsageError(f"--epochs trains a training-time method (dtp); to fine-tune after {method} use --finetune-epochs")
+        raise click.UsageError(f"--epochs trains a training-time method (dtp, sfp, crsfp); to fine-tune after {method} use --finetune-epochs")
     if finetune_epochs and data_name is None:
         raise click.UsageError("--finetune-epochs needs --data")
     align = resolve_align(align, target)
@@ -75,7 +83,8 @@ def command(model, method, budget, min_keep, align, target, weights, input_shape
     run = dict(resume=resume, stop_after=stop_after, progress=progress, dist=dist)
     if training_time:
         config = train_config(epochs, lr, batch_size, seed, from_weights=weights is not None)
-        result = jobs.prune_while_training(module, spec, shape, method, parsed, align, data, config, out, **run)
+        result = jobs.prune_while_training(module, spec, shape, method, parsed, align, data, config, out,
+                                           method_options=method_options, **run)
     else:
         result = prune_one_shot(module, spec, shape, method, parsed, align)
         if finetune_epochs:

@@ -42,10 +42,33 @@ def register(name: str):
     return wrap
 
 
-def get_method(name: str) -> ImportanceMethod:
+def method_options(name: str) -> list[str]:
+    """The option names ``get_method(name, **options)`` accepts (the fields of the method's
+    ``config_class``; none for methods without one)."""
     if name not in _REGISTRY:
         raise MethodError(f"unknown pruning method {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]()
+    config_class = getattr(_REGISTRY[name], "config_class", None)
+    if config_class is None:
+        return []
+    from dataclasses import fields
+
+    return [f.name for f in fields(config_class)]
+
+
+def get_method(name: str, **options) -> ImportanceMethod:
+    """The method registered as ``name``, built with ``options`` (fields of its config class,
+    e.g. ``get_method("crsfp", consistency_lambda=1.0)``)."""
+    allowed = method_options(name)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise MethodError(
+            f"method {name!r} has no option {unknown[0]!r}; "
+            + (f"allowed: {', '.join(allowed)}" if allowed else "it takes no options")
+        )
+    cls = _REGISTRY[name]
+    if getattr(cls, "config_class", None) is None:
+        return cls()
+    return cls(cls.config_class(**options))
 
 
 def available_methods() -> list[str]:

@@ -151,6 +151,7 @@ class DTP(MethodBase):
     """Differentiable Transportation Pruning; see the module docstring."""
 
     training_time = True
+    config_class = DTPConfig  # get_method("dtp", **options) takes its fields
 
     def __init__(self, config: DTPConfig | None = None) -> None:
         self.config = config or DTPConfig()
@@ -328,6 +329,12 @@ class DTP(MethodBase):
         if not self.groups:
             return 0.0
         return max(float((s.detach() - h).abs().max()) for s, h in zip(self._soft, self.hard_masks()))
+
+    def report(self) -> dict[str, Any]:
+        """What report.json records under "dtp" (call before detach)."""
+        return {"config": self.config.to_json(), "max_mask_sum_error": float(self.max_sum_error),
+                "final_binary_gap": self.binary_gap(),
+                "final_eps_median": float(self.eps.median()) if self.groups else None}
 
     # ---- trainer hooks -------------------------------------------------------------------
 

@@ -73,7 +73,8 @@ class TrainingMethod(Protocol):
     """What a training-time method plugs into the trainer. Call order per run:
 
         on_train_start(trainer)              once, after the optimizer exists (and before resume)
-        per step: on_step_start(step, total)  ->  loss(net, batch)  [forward calls before_forward()]
+        per step: on_step_start(step, total)  ->  loss(net, batch)
+                  [net(x) calls before_forward() (training mode), then forward(model, x)]
                   -> on_step(loss) -> backward -> optimizer step -> after_step()
         on_epoch_end(epoch) -> metrics        after every epoch, before evaluation and checkpoint
 
@@ -91,12 +92,14 @@ class TrainingMethod(Protocol):
     def on_train_start(self, trainer: Any) -> None: ...
     def on_step_start(self, step: int, total_steps: int) -> None: ...
     def before_forward(self) -> None: ...
+    def forward(self, model: "nn.Module", x: Any) -> "torch.Tensor": ...
     def loss(self, net: "nn.Module", batch: "Batch") -> tuple["torch.Tensor", "torch.Tensor"]: ...
     def on_step(self, loss: "torch.Tensor") -> "torch.Tensor": ...
     def after_step(self) -> None: ...
     def on_epoch_end(self, epoch: int) -> dict[str, float]: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def report(self) -> dict[str, Any]: ...
 
 
 class MethodBase:
@@ -119,6 +122,10 @@ class MethodBase:
     def before_forward(self) -> None:
         pass
 
+    def forward(self, model, x):
+        """How the trainer's network runs ``x`` (two-view methods pass a tuple of views)."""
+        return model(x)
+
     def loss(self, net, batch):
         import torch.nn.functional as F
 
@@ -139,3 +146,7 @@ class MethodBase:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+    def report(self) -> dict[str, Any]:
+        """Method-specific fields for report.json (stored under the method's name)."""
+        return {}

@@ -1,5 +1,5 @@
-"""The training jobs behind the CLI: train a dense model, prune while training (DTP), fine-tune
-a one-shot-pruned model, and evaluate a saved model. Each writes its artifacts atomically and
+"""The training jobs behind the CLI: train a dense model, prune while training (DTP, SFP,
+CR-SFP), fine-tune a one-shot-pruned model, and evaluate a saved model. Each writes its artifacts atomically and
 only on rank 0; each resumes from ``out/checkpoint.pt`` with ``resume=True``."""
 
 from __future__ import annotations
@@ -67,19 +67,26 @@ def prune_while_training(
     config: TrainConfig,
     out: str | Path,
     *,
+    method_options: dict[str, Any] | None = None,
     resume: bool = False,
     stop_after: int | None = None,
     progress: bool = True,
     dist: Dist | None = None,
 ) -> PruneResult | None:
-    """Train ``model`` with a training-time method (DTP) to ``budget``, then slim it.
+    """Train ``model`` with a training-time method (dtp, sfp, crsfp) to ``budget``, then slim it.
 
-    Writes plan.json, model.pt (slim) and report.json (with ``accuracy``, the slim model's
-    top-1 on the test split, and the masked-vs-slim parity) like one-shot pruning, plus the
+    ``method_options`` go to ``get_method(method, **method_options)`` (e.g.
+    ``{"consistency_lambda": 0.5}`` for crsfp) and are part of the run's identity: a resume
+    with other options is refused. Writes plan.json, model.pt (slim) and report.json (with
+    ``accuracy``, the slim model's top-1 on the test split, the masked-vs-slim parity, and the
+    method's own fields under its name, e.g. report["dtp"]) like one-shot pruning, plus the
     training's metrics.json and checkpoint.pt. Returns None if stopped before the last epoch."""
     start = time.perf_counter()
     dist = dist or current()
-    pruner = get_method(method)
+    options = dict(sorted((method_options or {}).items()))
+    pruner = get_method(method, **options)
+    if not getattr(pruner, "training_time", False):
+        raise SpecError(f"method {method!r} is not a training-time method; use prune_one_shot")
     check_classes(model, data, spec)
     dense_fingerprint = fingerprint(model)
     graph = ChannelGraph(model, input_shape)
@@ -88,7 +95,8 @@ def prune_while_training(
     pruner.attach(model, graph, widths, init_scores)
     run = {
         "job": "prune", "spec": spec, "input_shape": list(input_shape), "fingerprint": dense_fingerprint,
-        "method": method, "method_config": pruner.config.to_json(), "budget": str(budget), "align": align,
+        "method": method, "method_options": options, "method_config": pruner.config.to_json(),
+        "budget": str(budget), "align": align,
         "widths": list(widths),
     }
     trainer = Trainer(model, data, config, out=out, method=pruner, run=run, dist=dist, progress=progress)
@@ -96,7 +104,7 @@ def prune_while_training(
     if not metrics["complete"]:
         return None
     kept = pruner.kept()
-    binary_gap, sum_error = pruner.binary_gap(), float(pruner.max_sum_error)
+    method_report = pruner.report()
     pruner.detach()
     result = slim_with_parity(model, spec, input_shape, graph, kept, method, budget, align)
     plan, slim_model, report = result.plan, result.model, result.report
@@ -105,10 +113,9 @@ def prune_while_training(
         accuracy=test["accuracy"],
         test_samples=test["samples"],
         training=_training_summary(config, data, metrics),
-        dtp={"config": pruner.config.to_json(), "max_mask_sum_error": sum_error, "final_binary_gap": binary_gap,
-             "final_eps_median": float(pruner.eps.median()) if pruner.groups else None},
         elapsed_s=round(time.perf_counter() - start, 3),
     )
+    report[method] = method_report
     if dist.is_main:
         save_pruned(out, plan, slim_model, report)
     dist.barrier()

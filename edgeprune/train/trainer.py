@@ -41,7 +41,9 @@ METRICS_SCHEMA = "edgeprune.metrics/1"
 
 class _Net(nn.Module):
     """The model plus the method's own parameters, so that DDP all-reduces their gradients
-    too; forward lets the method compute its masks (in training mode) first."""
+    too; forward lets the method compute its masks (in training mode) first, then run the
+    model its way (``method.forward``: CR-SFP runs two views through two networks in one call,
+    so that DDP sees one forward per backward)."""
 
     def __init__(self, model: nn.Module, method: TrainingMethod) -> None:
         super().__init__()
@@ -52,7 +54,7 @@ class _Net(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             self.method.before_forward()
-        return self.model(x)
+        return self.method.forward(self.model, x)
 
 
 @contextmanager
