@@ -1,15 +1,20 @@
-"""Fashion-MNIST, resnet20: dense vs l1 one-shot + fine-tune vs DTP at the same budget and the
-same total epochs, over seeds. Prints a markdown table.
+"""Fashion-MNIST, resnet20: dense vs l1 one-shot + fine-tune vs DTP vs SFP vs CR-SFP at the same
+budget and the same total epochs, over seeds. Prints a markdown table.
 
     .venv/bin/python benchmarks/fmnist_accuracy.py --seeds 0 1 --dense-epochs 3 --prune-epochs 3 \\
-        --train-subset 8192 --threads 1 --out runs/fmnist_accuracy
+        --train-subset 8192 --test-subset 5000 --threads 1 --out runs/fmnist_accuracy \\
+        --methods dense l1 dtp sfp crsfp --lambdas 0 0.5 1 2
 
 Per seed: a dense model trained for D epochs (lr 0.1) is the starting point; then
   dense   another dense model trained for D + P epochs from scratch (the same total)
   l1      one-shot l1 to the budget, then P epochs of fine-tuning (lr 0.01)
   dtp     P epochs of DTP from the dense weights (lr 0.01), then slimmed
-All stages checkpoint every epoch and resume: rerunning the command continues where it
-stopped, and finished stages are read back. Seeds can run as separate processes in parallel.
+  sfp     P epochs of SFP from the dense weights (lr 0.01), then slimmed
+  crsfp   P epochs of CR-SFP per --lambdas value (lr 0.01), then slimmed (P-NN)
+``--methods`` runs them in the order given. All stages checkpoint every epoch and resume:
+rerunning the command continues where it stopped, and finished stages are read back (each
+finished stage is added to seedN/results.json at once). Seeds can run as separate processes
+in parallel.
 """
 
 from __future__ import annotations
@@ -29,36 +34,68 @@ from edgeprune.train import TrainConfig
 from edgeprune.train.jobs import finetune, prune_while_training, train_dense
 
 SPEC = "edgeprune:resnet20"
+METHODS = ("dense", "l1", "dtp", "sfp", "crsfp")
+LABELS = {"dense": "dense", "l1": "l1 + fine-tune", "dtp": "DTP", "sfp": "SFP"}
+
+
+def crsfp_key(lam: float) -> str:
+    return f"crsfp_lambda{lam:g}"
 
 
 def run_seed(seed: int, args, data) -> dict:
     out = Path(args.out) / f"seed{seed}"
     budget = Budget.parse(args.budget)
     kw = dict(resume=True, progress=args.progress)
-    results = {}
+    path = out / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+
+    def done(key: str, entry: dict) -> None:
+        results[key] = entry
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2))
 
     torch.manual_seed(seed)
     model, shape = build_model(SPEC)
     train_dense(model, SPEC, shape, data, TrainConfig(epochs=args.dense_epochs, lr=0.1, seed=seed), out / "dense_start", **kw)
-
-    torch.manual_seed(seed)
-    model, _ = build_model(SPEC)
-    total = args.dense_epochs + args.prune_epochs
-    m = train_dense(model, SPEC, shape, data, TrainConfig(epochs=total, lr=0.1, seed=seed), out / "dense", **kw)
-    results["dense"] = {"accuracy": m["accuracy"], "flops_ratio": 1.0}
-
     weights = out / "dense_start" / "model.pt"
     fine = TrainConfig(epochs=args.prune_epochs, lr=0.01, seed=seed)
-    model, _ = build_model(SPEC, weights=weights)
-    r = finetune(prune_one_shot(model, SPEC, shape, "l1", budget, args.align), data, fine, out / "l1", **kw)
-    results["l1"] = {"accuracy": r.report["accuracy"], "flops_ratio": r.report["flops_ratio"]}
 
-    model, _ = build_model(SPEC, weights=weights)
-    r = prune_while_training(model, SPEC, shape, "dtp", budget, args.align, data, fine, out / "dtp", **kw)
-    results["dtp"] = {"accuracy": r.report["accuracy"], "flops_ratio": r.report["flops_ratio"],
-                      "gap_at_freeze": json.loads((out / "dtp" / "metrics.json").read_text())["epochs"][-1].get("dtp_gap_at_freeze"),
-                      "max_mask_sum_error": r.report["dtp"]["max_mask_sum_error"]}
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    def entry(r, **extra) -> dict:
+        return {"accuracy": r.report["accuracy"], "flops_ratio": r.report["flops_ratio"],
+                "widths": list(r.plan.widths), **extra}
+
+    for method in args.methods:
+        if method == "dense":
+            torch.manual_seed(seed)
+            model, _ = build_model(SPEC)
+            total = args.dense_epochs + args.prune_epochs
+            m = train_dense(model, SPEC, shape, data, TrainConfig(epochs=total, lr=0.1, seed=seed), out / "dense", **kw)
+            done("dense", {"accuracy": m["accuracy"], "flops_ratio": 1.0})
+        elif method == "l1":
+            model, _ = build_model(SPEC, weights=weights)
+            r = finetune(prune_one_shot(model, SPEC, shape, "l1", budget, args.align), data, fine, out / "l1", **kw)
+            done("l1", entry(r))
+        elif method == "dtp":
+            model, _ = build_model(SPEC, weights=weights)
+            r = prune_while_training(model, SPEC, shape, "dtp", budget, args.align, data, fine, out / "dtp", **kw)
+            last = json.loads((out / "dtp" / "metrics.json").read_text())["epochs"][-1]
+            done("dtp", entry(r, gap_at_freeze=last.get("dtp_gap_at_freeze"),
+                              max_mask_sum_error=r.report["dtp"]["max_mask_sum_error"]))
+        elif method == "sfp":
+            model, _ = build_model(SPEC, weights=weights)
+            r = prune_while_training(model, SPEC, shape, "sfp", budget, args.align, data, fine, out / "sfp", **kw)
+            done("sfp", entry(r, regrown_per_epoch=r.report["sfp"]["regrown_per_epoch"]))
+        elif method == "crsfp":
+            for lam in args.lambdas:
+                key = crsfp_key(lam)
+                model, _ = build_model(SPEC, weights=weights)
+                r = prune_while_training(model, SPEC, shape, "crsfp", budget, args.align, data, fine, out / key,
+                                         method_options={"consistency_lambda": lam}, **kw)
+                last = json.loads((out / key / "metrics.json").read_text())["epochs"][-1]
+                done(key, entry(r, regrown_per_epoch=r.report["crsfp"]["regrown_per_epoch"],
+                                final_ce_r=last["crsfp_ce_r"], final_ce_p=last["crsfp_ce_p"], final_kl=last["crsfp_kl"]))
+        else:
+            raise SystemExit(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     return results
 
 
@@ -77,11 +114,14 @@ def table(root: Path, args) -> str:
         "| method | FLOPs kept | top-1 per seed | mean |",
         "|---|---|---|---|",
     ]
-    for method in ("dense", "l1", "dtp"):
+    lams = sorted({float(k[len("crsfp_lambda"):]) for k in rows if k.startswith("crsfp_lambda")})
+    for method in ["dense", "l1", "dtp", "sfp", *(crsfp_key(lam) for lam in lams)]:
         if method in rows:
             accs = [r["accuracy"] for r in rows[method]]
-            lines.append(f"| {method} | {rows[method][0]['flops_ratio']:.3f} | "
-                         f"{' / '.join(f'{100 * a:.2f}' for a in accs)} | {100 * statistics.mean(accs):.2f} |")
+            label = LABELS.get(method) or f"CR-SFP, lambda {method[len('crsfp_lambda'):]}"
+            lines.append(f"| {label} | {rows[method][0]['flops_ratio']:.3f} | "
+                         f"{' / '.join(f'{100 * a:.2f}' for a in accs)} ({len(accs)} seeds) | "
+                         f"{100 * statistics.mean(accs):.2f} |")
     return "\n".join(lines)
 
 
@@ -94,6 +134,9 @@ def main() -> None:
     parser.add_argument("--test-subset", type=int, default=None)
     parser.add_argument("--budget", default="flops=0.5")
     parser.add_argument("--align", type=int, default=1)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
+                        help="what to run, in this order (the dense start always runs first)")
+    parser.add_argument("--lambdas", type=float, nargs="+", default=[1.0], help="CR-SFP consistency weights")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--table-only", action="store_true", help="print the table from finished seeds")
