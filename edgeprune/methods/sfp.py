@@ -10,16 +10,21 @@ Choices (ours, where the paper leaves room or works per layer):
   (`edgeprune.methods.magnitude.group_magnitude`, p=2: every coupled parameter of the group,
   i.e. producing filters, BatchNorm scales and consumers' input slices) at the start of
   training and at the end of every epoch: the top-k by norm, ties to the lower index.
-* Pruned channels are zeroed *in the weights*, so that they keep training and may regrow:
-  the producing conv/linear output rows (and bias) are zeroed, and a BatchNorm on the channel
-  gets beta and running_mean zeroed but KEEPS gamma. The channel's output is then exactly 0
-  in train and eval mode (a constant 0 channel normalises to 0), while the gradient still
-  reaches the zeroed filter through BatchNorm's 1/sqrt(var + eps); a zeroed gamma would cut
-  it off. Out-channel members of other kinds with parameters (LayerNorm, GroupNorm, ...)
-  cannot be zeroed exactly: MethodError naming the module.
-* In eval mode the model is the zeroed (pruned) network, and the per-epoch evaluation runs
-  right after the epoch-end zeroing: per-epoch test accuracy is the slim model's.
-* At the end the last selection is slimmed (`slim_with_parity`: masked == slim).
+* Pruned channels are zeroed *in the weights* (the producing conv/linear output rows and
+  their bias), as the original SFP zeroes filters, so that they keep training and may regrow.
+  BatchNorm is left as it is (gamma, beta, running statistics). We first tried to make the
+  zeroed channel exactly 0 in the network by also zeroing beta and running_mean (keeping
+  gamma): the channel then enters the following ReLU at exactly 0, where ReLU's gradient is
+  0, so the filter never receives a gradient and can never regrow. With beta kept, a zeroed
+  filter's channel is the constant relu(beta) during training, and its filter receives
+  gradient through BatchNorm's 1/sqrt(var + eps) whenever beta > 0 (a channel whose shift is
+  <= 0 stays dead through a ReLU, as in the original method).
+* Because the zeroed weights alone do not make the channel 0 (BatchNorm adds beta), eval
+  mode applies the hard 0/1 mask to the groups' producer outputs
+  (`edgeprune.masks.apply_masks`, active only when the model is not training): the evaluated
+  network is exactly the pruned one, and the per-epoch evaluation, which runs right after the
+  epoch-end re-selection and zeroing, is the slim model's accuracy.
+* At the end the last selection is zeroed and slimmed (`slim_with_parity`: masked == slim).
 * Per epoch, ``sfp_regrown`` counts channels pruned at the previous selection that the new
   selection keeps (filters that grew back above others).
 """
@@ -40,7 +45,6 @@ from edgeprune.methods.magnitude import group_magnitude
 from edgeprune.train.base import MethodBase
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-_ZERO_SAFE = (nn.ReLU, nn.ReLU6, nn.PReLU, nn.Identity)  # f(0) = 0 per channel, if they own params
 
 
 @dataclass(frozen=True)
@@ -126,15 +130,24 @@ class SFP(SoftMaskBase):
 
     def __init__(self, config: SFPConfig | None = None) -> None:
         self.config = config or SFPConfig()
+        self._handle = None
 
     def attach(self, model, graph, widths, init_scores) -> None:
+        from edgeprune.masks import apply_masks
+
         super().attach(model, graph, widths, init_scores)
         self._targets = zero_targets(model, graph)
+        self._ones = [torch.ones(n) for n in self.sizes]
         self.zero()
+        self._handle = apply_masks(model, graph, self.mask)
+
+    def mask(self, i: int) -> torch.Tensor:
+        """Eval mode: the hard mask of prunable group i; training: no mask (ones)."""
+        return self._ones[i] if self._model.training else self.masks[i]
 
     @torch.no_grad()
     def zero(self) -> None:
-        """Zero the pruned channels of every group in the weights (see the module docstring)."""
+        """Zero the pruned channels' filters (conv/linear output rows and bias) in the weights."""
         for targets, m in zip(self._targets, self.masks):
             drop = (m == 0).nonzero().flatten()
             if len(drop) == 0:
@@ -143,18 +156,14 @@ class SFP(SoftMaskBase):
                 sel = positions[torch.isin(roots, drop)]
                 if len(sel) == 0:
                     continue
-                if isinstance(module, _CONV):
-                    module.weight.index_fill_(0, sel, 0.0)
-                    if module.bias is not None:
-                        module.bias.index_fill_(0, sel, 0.0)
-                elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    if module.bias is not None:
-                        module.bias.index_fill_(0, sel, 0.0)
-                    if module.running_mean is not None:
-                        module.running_mean.index_fill_(0, sel, 0.0)
+                module.weight.index_fill_(0, sel, 0.0)
+                if module.bias is not None:
+                    module.bias.index_fill_(0, sel, 0.0)
 
     def detach(self) -> None:
-        pass
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
 
     def on_epoch_end(self, epoch: int) -> dict[str, float]:
         regrown = self._reselect()
@@ -164,28 +173,15 @@ class SFP(SoftMaskBase):
 
 
 def zero_targets(model: nn.Module, graph) -> list[list[tuple[nn.Module, torch.Tensor, torch.Tensor]]]:
-    """Per prunable group, the (module, output positions, root channels) whose outputs carry
-    the group's channels and can be zeroed exactly: conv/linear rows, BatchNorm beta and
-    running mean. Raises MethodError for out-channel members that cannot."""
+    """Per prunable group, the conv/linear modules producing its channels: (module, output
+    positions, root channels they carry)."""
     out = []
     for group in graph.prunable:
         targets = []
         for item in graph.full_tp_group(group):
             module = item.dep.target.module
-            if not isinstance(module, nn.Module) or not graph.dg.is_out_channel_pruning_fn(item.dep.handler):
-                continue
-            idxs = torch.as_tensor(item.idxs, dtype=torch.long)
-            roots = torch.as_tensor(item.root_idxs, dtype=torch.long)
-            if isinstance(module, (*_CONV, nn.modules.batchnorm._BatchNorm)):
-                targets.append((module, idxs, roots))
-            elif isinstance(module, _ZERO_SAFE) or not any(True for _ in module.parameters(recurse=False)):
-                continue
-            else:
-                name = next((n for n, m in model.named_modules() if m is module), "?")
-                raise MethodError(
-                    f"SFP cannot zero the channels of module {name!r} ({type(module).__name__}) in its "
-                    "weights: a zero input channel does not stay zero through it; SFP supports "
-                    "conv/linear producers followed by BatchNorm and element-wise activations"
-                )
+            if isinstance(module, _CONV) and graph.dg.is_out_channel_pruning_fn(item.dep.handler):
+                targets.append((module, torch.as_tensor(item.idxs, dtype=torch.long),
+                                torch.as_tensor(item.root_idxs, dtype=torch.long)))
         out.append(targets)
     return out
