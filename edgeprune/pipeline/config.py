@@ -161,7 +161,7 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
             table = {}
         if name and not isinstance(table, dict):
             err(name, "must be a table ([" + name + "])")
-            continue
+            table = {}
         filled: dict[str, Any] = {}
         for key, value in table.items():
             dotted = f"{name}.{key}" if name else key
@@ -174,16 +174,16 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
                 continue
             filled[key] = value
         for key, (_, default) in keys.items():
-            if key in filled or any(e.startswith(f"{path}: {name}.{key}:") for e in errors):
+            if key in filled:
                 continue
             if default is REQUIRED:
+                if any(e.startswith(f"{path}: {name}.{key}:") for e in errors):
+                    continue
                 if name == "model" or name == "prune" or name in data:
                     err(f"{name}.{key}", "is required")
                 continue
             filled[key] = copy.deepcopy(default)
         sections[name] = filled
-    if errors:
-        raise PipelineConfigError("\n".join(errors))
 
     cfg = PipelineConfig(path=path, sections=sections, text_sha256=digest)
     _check_values(cfg, err)
@@ -208,198 +208,204 @@ def _check_values(cfg: PipelineConfig, err) -> None:
     if top.get("name") is None:
         top["name"] = cfg.path.stem
 
-    # [model]
-    from edgeprune.models.spec import parse_input_shape, parse_spec
+    def _check_model():  # [model]
+        from edgeprune.models.spec import parse_input_shape, parse_spec
 
-    try:
-        spec = parse_spec(model["spec"])
-        model["spec"] = spec.text
-    except _Err as e:
-        err("model.spec", str(e))
-    if model.get("name") is None:
-        model["name"] = default_model_name(model["spec"])
-    elif not re.fullmatch(r"[A-Za-z0-9_.-]+", model["name"]):
-        err("model.name", f"must be letters, digits, '_', '-' or '.', got {model['name']!r}")
-    shape = None
-    if model.get("input_shape") is not None:
-        try:
-            shape = parse_input_shape(model["input_shape"])
-        except _Err as e:
-            err("model.input_shape", str(e).replace("--input-shape", "input_shape"))
-    if model.get("weights") is not None:
-        weights = _relative(cfg, model["weights"])
-        if not weights.is_file():
-            err("model.weights", f"file {str(weights)!r} does not exist")
-        resolved["weights"] = str(weights)
-    if (model.get("mean") is None) != (model.get("std") is None):
-        err("model.mean" if model.get("mean") is None else "model.std", "give both model.mean and model.std, or neither")
-    elif model.get("mean") is not None:
-        if len(model["mean"]) != len(model["std"]):
-            err("model.std", f"has {len(model['std'])} values but model.mean has {len(model['mean'])}")
-        if shape is not None and len(shape) > 1 and len(model["mean"]) != shape[1]:
-            err("model.mean", f"has {len(model['mean'])} values for {shape[1]} input channels")
-
-    # [data]
-    if data is not None:
-        name = data["name"]
-        if name.lower() == "fashion-mnist":
-            resolved["data"] = "fashion-mnist"
-            if data.get("root") is not None:
-                root = _relative(cfg, data["root"])
-                if not root.is_dir():
-                    err("data.root", f"folder {str(root)!r} does not exist")
-                resolved["data_root"] = str(root)
-        else:
-            folder = _relative(cfg, name)
-            if not folder.is_dir():
-                err("data.name", f"{name!r} is neither fashion-mnist nor an existing image folder (train/<class>/, test/<class>/)")
-            resolved["data"] = str(folder)
-            if data.get("root") is not None:
-                err("data.root", "only applies to fashion-mnist (an image folder is data.name itself)")
-        for key, low in (("train_subset", 2), ("test_subset", 1), ("eval_batch_size", 1)):
-            if data.get(key) is not None and data[key] < low:
-                err(f"data.{key}", f"must be at least {low}, got {data[key]}")
-
-    # [train]
-    if train is not None:
-        if data is None:
-            err("[train]", "training the dense model needs a [data] section")
-        if model.get("weights") is not None:
-            err("[train]", "model.weights is given: the dense model is loaded, not trained; drop one of them")
-        _positive(err, train, "train", ("epochs", "lr", "batch_size"))
-        if train.get("batch_size", 2) < 2:
-            err("train.batch_size", "must be at least 2 (BatchNorm)")
-
-    # [prune]
-    from edgeprune.methods import available_methods, get_method
-    from edgeprune.methods.base import method_options
-
-    method = prune["method"]
-    training_time = False
-    if method not in available_methods():
-        err("prune.method", f"unknown method {method!r}; available: {', '.join(available_methods())}")
-    else:
-        allowed = method_options(method)
-        unknown = sorted(set(prune["options"]) - set(allowed))
-        if unknown:
-            err(f"prune.options.{unknown[0]}", f"method {method!r} has no such option; "
-                + (f"allowed: {', '.join(allowed)}" if allowed else "it takes no options"))
-        else:
+        if "spec" in model:
             try:
-                training_time = bool(getattr(get_method(method, **prune["options"]), "training_time", False))
-            except (TypeError, ValueError, _Err) as e:
-                err("prune.options", str(e))
-    resolved["training_time"] = training_time
-    from edgeprune.budget import Budget
-
-    try:
-        Budget.parse(prune["budget"])
-    except _Err as e:
-        err("prune.budget", str(e))
-    if not 0.0 <= prune["min_keep"] <= 1.0:
-        err("prune.min_keep", f"must be a fraction in [0, 1], got {prune['min_keep']}")
-    if prune["align"] != "auto" and prune["align"] < 1:
-        err("prune.align", f"must be a positive integer or \"auto\", got {prune['align']}")
-    if training_time:
-        if prune.get("epochs") is None:
-            err("prune.epochs", f"method {method} prunes while training: give the number of epochs")
-        if data is None:
-            err("prune.method", f"method {method} prunes while training: it needs a [data] section")
-        if prune["finetune_epochs"]:
-            err("prune.finetune_epochs", f"is for one-shot methods; {method} trains with its masks for prune.epochs")
-    elif method in available_methods():
-        if prune.get("epochs") is not None:
-            err("prune.epochs", f"trains a training-time method; to fine-tune after {method} use prune.finetune_epochs")
-        if prune["finetune_epochs"] and data is None:
-            err("prune.finetune_epochs", "fine-tuning needs a [data] section")
-    for key in ("epochs", "lr", "batch_size"):
-        if prune.get(key) is not None and not prune[key] > 0:
-            err(f"prune.{key}", f"must be positive, got {prune[key]}")
-    if prune["finetune_epochs"] < 0:
-        err("prune.finetune_epochs", "must be >= 0")
-
-    # [export]
-    from edgeprune.export.options import FORMATS, ExportOptions
-
-    for fmt in export["formats"]:
-        if fmt not in FORMATS:
-            err("export.formats", f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    if "onnx" not in export["formats"]:
-        err("export.formats", "must include \"onnx\" (profiling, accuracy and quantization read model.onnx)")
-    else:
-        try:
-            ExportOptions(formats=tuple(export["formats"]), opset=export["opset"], fp16=export["fp16"]).validate()
-        except _Err as e:
-            err("export", str(e))
-
-    # [quantize]
-    if quant is not None and quant["enabled"]:
-        try:
-            from edgeprune.quant import quantize_onnx  # noqa: F401
-            from edgeprune.quant.calibration import find_manifest
-            from edgeprune.quant.quantize import check_settings
-        except ImportError as e:
-            err("quantize.enabled", f"edgeprune.quant is not available ({e}); set enabled = false or drop [quantize]")
-        else:
-            try:
-                check_settings(quant["method"], quant["weight_bits"], quant["act_bits"])
+                model["spec"] = parse_spec(model["spec"]).text
             except _Err as e:
-                err("quantize", str(e))
-            bc = quant["bias_correction"]
-            if isinstance(bc, str) and bc not in ("data", "mean-var", "both"):
-                err("quantize.bias_correction", f"must be true, false, \"data\", \"mean-var\" or \"both\", got {bc!r}")
-            if quant.get("calib") is None:
-                err("quantize.calib", "is required: a calibration manifest (calibration/NAME.toml name or a .toml path)")
+                err("model.spec", str(e))
+        if model.get("name") is None:
+            model["name"] = default_model_name(model.get("spec", "model"))
+        elif not re.fullmatch(r"[A-Za-z0-9_.-]+", model["name"]):
+            err("model.name", f"must be letters, digits, '_', '-' or '.', got {model['name']!r}")
+        shape = None
+        if model.get("input_shape") is not None:
+            try:
+                shape = parse_input_shape(model["input_shape"])
+            except _Err as e:
+                err("model.input_shape", str(e).replace("--input-shape", "input_shape"))
+        if model.get("weights") is not None:
+            weights = _relative(cfg, model["weights"])
+            if not weights.is_file():
+                err("model.weights", f"file {str(weights)!r} does not exist")
+            resolved["weights"] = str(weights)
+        if (model.get("mean") is None) != (model.get("std") is None):
+            err("model.mean" if model.get("mean") is None else "model.std", "give both model.mean and model.std, or neither")
+        elif model.get("mean") is not None:
+            if len(model["mean"]) != len(model["std"]):
+                err("model.std", f"has {len(model['std'])} values but model.mean has {len(model['mean'])}")
+            if shape is not None and len(shape) > 1 and len(model["mean"]) != shape[1]:
+                err("model.mean", f"has {len(model['mean'])} values for {shape[1]} input channels")
+
+    def _check_data():  # [data]
+        if data is not None:
+            name = data["name"]
+            if name.lower() == "fashion-mnist":
+                resolved["data"] = "fashion-mnist"
+                if data.get("root") is not None:
+                    root = _relative(cfg, data["root"])
+                    if not root.is_dir():
+                        err("data.root", f"folder {str(root)!r} does not exist")
+                    resolved["data_root"] = str(root)
             else:
-                local = _relative(cfg, quant["calib"])
-                try:
-                    resolved["calib"] = str(local if local.is_file() else find_manifest(quant["calib"]))
-                except _Err as e:
-                    err("quantize.calib", str(e))
+                folder = _relative(cfg, name)
+                if not folder.is_dir():
+                    err("data.name", f"{name!r} is neither fashion-mnist nor an existing image folder (train/<class>/, test/<class>/)")
+                resolved["data"] = str(folder)
+                if data.get("root") is not None:
+                    err("data.root", "only applies to fashion-mnist (an image folder is data.name itself)")
+            for key, low in (("train_subset", 2), ("test_subset", 1), ("eval_batch_size", 1)):
+                if data.get(key) is not None and data[key] < low:
+                    err(f"data.{key}", f"must be at least {low}, got {data[key]}")
 
-    # [targets]
-    from edgeprune.targets import list_targets, load_target
-
-    loaded = []
-    if not targets["names"]:
-        err("targets.names", f"name at least one target; available: {', '.join(list_targets())}")
-    if len(set(targets["names"])) != len(targets["names"]):
-        err("targets.names", "a target is listed twice")
-    for i, tname in enumerate(targets["names"]):
-        try:
-            target = load_target(tname)
-        except _Err as e:
-            err(f"targets.names[{i}]", str(e))
-            continue
-        loaded.append(target)
-        if target.runtime.name == "openvino" and "openvino" not in export["formats"]:
-            err(f"targets.names[{i}]", f"target {target.name} runs OpenVINO: add \"openvino\" to export.formats")
-    for key, low in (("runs", 1), ("warmup", 0)):
-        if targets.get(key) is not None and targets[key] < low:
-            err(f"targets.{key}", f"must be at least {low}, got {targets[key]}")
-    resolved["targets"] = [t.name for t in loaded]
-    resolved["target_files"] = {t.name: t.source for t in loaded}
-    if prune["align"] == "auto":
-        resolved["align"] = loaded[0].align if loaded else None
-    else:
-        resolved["align"] = prune["align"]
-
-    # [budgets]
-    if budgets is not None:
-        if budgets.get("max_ratio") is not None and not budgets["max_ratio"] > 0:
-            err("budgets.max_ratio", f"must be positive, got {budgets['max_ratio']}")
-        if budgets.get("max_accuracy_drop") is not None:
+    def _check_train():  # [train]
+        if train is not None:
             if data is None:
-                err("budgets.max_accuracy_drop", "accuracy needs a [data] section")
-            if not 0 <= budgets["max_accuracy_drop"] <= 1:
-                err("budgets.max_accuracy_drop", f"must be a fraction in [0, 1], got {budgets['max_accuracy_drop']}")
-        for variant, ms in budgets["latency_ms"].items():
-            if variant not in VARIANTS:
-                err(f"budgets.latency_ms.{variant}", f"unknown variant; use {', '.join(VARIANTS)}")
-            elif not _type_ok("float", ms) or ms <= 0:
-                err(f"budgets.latency_ms.{variant}", f"must be a positive number of milliseconds, got {ms!r}")
-            elif variant == "pruned-int8" and not (quant is not None and quant["enabled"]):
-                err(f"budgets.latency_ms.{variant}", "needs an enabled [quantize] section")
+                err("[train]", "training the dense model needs a [data] section")
+            if model.get("weights") is not None:
+                err("[train]", "model.weights is given: the dense model is loaded, not trained; drop one of them")
+            _positive(err, train, "train", ("epochs", "lr", "batch_size"))
+            if train.get("batch_size", 2) < 2:
+                err("train.batch_size", "must be at least 2 (BatchNorm)")
+
+    def _check_prune():  # [prune]
+        from edgeprune.methods import available_methods, get_method
+        from edgeprune.methods.base import method_options
+
+        method = prune["method"]
+        training_time = False
+        if method not in available_methods():
+            err("prune.method", f"unknown method {method!r}; available: {', '.join(available_methods())}")
+        else:
+            allowed = method_options(method)
+            unknown = sorted(set(prune["options"]) - set(allowed))
+            if unknown:
+                err(f"prune.options.{unknown[0]}", f"method {method!r} has no such option; "
+                    + (f"allowed: {', '.join(allowed)}" if allowed else "it takes no options"))
+            else:
+                try:
+                    training_time = bool(getattr(get_method(method, **prune["options"]), "training_time", False))
+                except (TypeError, ValueError, _Err) as e:
+                    err("prune.options", str(e))
+        resolved["training_time"] = training_time
+        from edgeprune.budget import Budget
+
+        try:
+            Budget.parse(prune["budget"])
+        except _Err as e:
+            err("prune.budget", str(e))
+        if not 0.0 <= prune["min_keep"] <= 1.0:
+            err("prune.min_keep", f"must be a fraction in [0, 1], got {prune['min_keep']}")
+        if prune["align"] != "auto" and prune["align"] < 1:
+            err("prune.align", f"must be a positive integer or \"auto\", got {prune['align']}")
+        if training_time:
+            if prune.get("epochs") is None:
+                err("prune.epochs", f"method {method} prunes while training: give the number of epochs")
+            if data is None:
+                err("prune.method", f"method {method} prunes while training: it needs a [data] section")
+            if prune["finetune_epochs"]:
+                err("prune.finetune_epochs", f"is for one-shot methods; {method} trains with its masks for prune.epochs")
+        elif method in available_methods():
+            if prune.get("epochs") is not None:
+                err("prune.epochs", f"trains a training-time method; to fine-tune after {method} use prune.finetune_epochs")
+            if prune["finetune_epochs"] and data is None:
+                err("prune.finetune_epochs", "fine-tuning needs a [data] section")
+        for key in ("epochs", "lr", "batch_size"):
+            if prune.get(key) is not None and not prune[key] > 0:
+                err(f"prune.{key}", f"must be positive, got {prune[key]}")
+        if prune["finetune_epochs"] < 0:
+            err("prune.finetune_epochs", "must be >= 0")
+
+    def _check_export():  # [export]
+        from edgeprune.export.options import FORMATS, ExportOptions
+
+        for fmt in export["formats"]:
+            if fmt not in FORMATS:
+                err("export.formats", f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+        if "onnx" not in export["formats"]:
+            err("export.formats", "must include \"onnx\" (profiling, accuracy and quantization read model.onnx)")
+        else:
+            try:
+                ExportOptions(formats=tuple(export["formats"]), opset=export["opset"], fp16=export["fp16"]).validate()
+            except _Err as e:
+                err("export", str(e))
+
+    def _check_quantize():  # [quantize]
+        if quant is not None and quant["enabled"]:
+            try:
+                from edgeprune.quant import quantize_onnx  # noqa: F401
+                from edgeprune.quant.calibration import find_manifest
+                from edgeprune.quant.quantize import check_settings
+            except ImportError as e:
+                err("quantize.enabled", f"edgeprune.quant is not available ({e}); set enabled = false or drop [quantize]")
+            else:
+                try:
+                    check_settings(quant["method"], quant["weight_bits"], quant["act_bits"])
+                except _Err as e:
+                    err("quantize", str(e))
+                bc = quant["bias_correction"]
+                if isinstance(bc, str) and bc not in ("data", "mean-var", "both"):
+                    err("quantize.bias_correction", f"must be true, false, \"data\", \"mean-var\" or \"both\", got {bc!r}")
+                if quant.get("calib") is None:
+                    err("quantize.calib", "is required: a calibration manifest (calibration/NAME.toml name or a .toml path)")
+                else:
+                    local = _relative(cfg, quant["calib"])
+                    try:
+                        resolved["calib"] = str(local if local.is_file() else find_manifest(quant["calib"]))
+                    except _Err as e:
+                        err("quantize.calib", str(e))
+
+    def _check_targets():  # [targets]
+        from edgeprune.targets import list_targets, load_target
+
+        loaded = []
+        if not targets["names"]:
+            err("targets.names", f"name at least one target; available: {', '.join(list_targets())}")
+        if len(set(targets["names"])) != len(targets["names"]):
+            err("targets.names", "a target is listed twice")
+        for i, tname in enumerate(targets["names"]):
+            try:
+                target = load_target(tname)
+            except _Err as e:
+                err(f"targets.names[{i}]", str(e))
+                continue
+            loaded.append(target)
+            if target.runtime.name == "openvino" and "openvino" not in export["formats"]:
+                err(f"targets.names[{i}]", f"target {target.name} runs OpenVINO: add \"openvino\" to export.formats")
+        for key, low in (("runs", 1), ("warmup", 0)):
+            if targets.get(key) is not None and targets[key] < low:
+                err(f"targets.{key}", f"must be at least {low}, got {targets[key]}")
+        resolved["targets"] = [t.name for t in loaded]
+        resolved["target_files"] = {t.name: t.source for t in loaded}
+        if prune["align"] == "auto":
+            resolved["align"] = loaded[0].align if loaded else None
+        else:
+            resolved["align"] = prune["align"]
+
+    def _check_budgets():  # [budgets]
+        if budgets is not None:
+            if budgets.get("max_ratio") is not None and not budgets["max_ratio"] > 0:
+                err("budgets.max_ratio", f"must be positive, got {budgets['max_ratio']}")
+            if budgets.get("max_accuracy_drop") is not None:
+                if data is None:
+                    err("budgets.max_accuracy_drop", "accuracy needs a [data] section")
+                if not 0 <= budgets["max_accuracy_drop"] <= 1:
+                    err("budgets.max_accuracy_drop", f"must be a fraction in [0, 1], got {budgets['max_accuracy_drop']}")
+            for variant, ms in budgets["latency_ms"].items():
+                if variant not in VARIANTS:
+                    err(f"budgets.latency_ms.{variant}", f"unknown variant; use {', '.join(VARIANTS)}")
+                elif not _type_ok("float", ms) or ms <= 0:
+                    err(f"budgets.latency_ms.{variant}", f"must be a positive number of milliseconds, got {ms!r}")
+                elif variant == "pruned-int8" and not (quant is not None and quant["enabled"]):
+                    err(f"budgets.latency_ms.{variant}", "needs an enabled [quantize] section")
+
+    for check in (_check_model, _check_data, _check_train, _check_prune, _check_export, _check_quantize, _check_targets, _check_budgets):
+        try:
+            check()
+        except (KeyError, TypeError, AttributeError):  # a field already reported as missing or mistyped
+            pass
 
 
 def _positive(err, table: dict[str, Any], name: str, keys) -> None:

@@ -1,0 +1,116 @@
+"""Stage skipping, re-running what changed (and everything downstream), and --resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from edgeprune.pipeline import PipelineError, load_config, run_pipeline
+from pipeline_helpers import statuses, write_tiny
+
+STAGE_NAMES = ["dense", "prune", "export", "quantize", "evaluate", "profile", "check"]
+
+
+def _run(config, out, **kw):
+    return run_pipeline(load_config(config), out, progress=False, echo=lambda line: None, **kw)
+
+
+def _copy(tiny_run, tmp_path):
+    config, out, _ = tiny_run
+    folder = tmp_path / "copy"
+    shutil.copytree(config.parent, folder, ignore=shutil.ignore_patterns("out"))
+    shutil.copytree(out, folder / "out")
+    return folder / config.name, folder / "out"
+
+
+def _mtimes(out):
+    return {name: (out / name / "stage.json").stat().st_mtime_ns for name in STAGE_NAMES}
+
+
+def test_first_run_writes_every_stage(tiny_run):
+    _, out, outcome = tiny_run
+    assert statuses(outcome) == {**{n: "ran" for n in STAGE_NAMES}, "report": "ran"}
+    for name in STAGE_NAMES:
+        record = json.loads((out / name / "stage.json").read_text())
+        assert record["stage"] == name and len(record["key"]) == 64
+        assert not (out / name / "pending.json").exists()
+    assert json.loads((out / "export" / "stage.json").read_text())["inputs"].keys() == {"dense", "prune"}
+    log = [json.loads(line) for line in (out / "pipeline.log.jsonl").read_text().splitlines()]
+    assert [e["stage"] for e in log] == STAGE_NAMES + ["report"]
+
+
+def test_unchanged_rerun_redoes_nothing(tiny_run, tmp_path):
+    config, out = _copy(tiny_run, tmp_path)
+    before = _mtimes(out)
+    outcome = _run(config, out)
+    assert statuses(outcome) == {**{n: "skipped" for n in STAGE_NAMES}, "report": "ran"}
+    assert _mtimes(out) == before
+    assert outcome.report["variants"]["pruned"]["flops"] == tiny_run[2].report["variants"]["pruned"]["flops"]
+
+
+def test_changed_profile_setting_reruns_profile_and_downstream_only(tiny_run, tmp_path):
+    config, out = _copy(tiny_run, tmp_path)
+    config.write_text(config.read_text().replace("runs = 5", "runs = 3"))
+    outcome = _run(config, out)
+    got = statuses(outcome)
+    assert [got[n] for n in STAGE_NAMES] == ["skipped"] * 5 + ["ran", "ran"]
+    report = json.loads((out / "profile" / "pruned.x86-ort-1t.json").read_text())
+    assert report["runs"] == 3
+
+
+def test_changed_budget_reruns_prune_and_everything_after(tiny_run, tmp_path):
+    config, out = _copy(tiny_run, tmp_path)
+    config.write_text(config.read_text().replace('budget = "flops=0.5"', 'budget = "flops=0.7"'))
+    outcome = _run(config, out)
+    got = statuses(outcome)
+    assert got["dense"] == "skipped"
+    assert all(got[n] == "ran" for n in STAGE_NAMES[1:])
+    assert outcome.report["pruning"]["flops_ratio"] > tiny_run[2].report["pruning"]["flops_ratio"]
+
+
+def test_tampered_artifact_is_rebuilt(tiny_run, tmp_path):
+    config, out = _copy(tiny_run, tmp_path)
+    (out / "export" / "pruned" / "model.onnx").write_bytes(b"not a model")
+    got = statuses(_run(config, out))
+    assert got["dense"] == got["prune"] == "skipped"
+    assert got["export"] == "ran"
+
+
+def _state(path):
+    import torch
+
+    return torch.load(path, weights_only=True)
+
+
+@pytest.mark.parametrize("stage", ["dense", "prune"])
+def test_interrupted_training_resumes_to_the_same_result(tiny_run, tmp_path, stage):
+    import torch
+
+    ref_config, ref_out, ref = tiny_run
+    config = write_tiny(tmp_path)
+    out = tmp_path / "out"
+    stopped = _run(config, out, stop_after={stage: 1})
+    assert not stopped.complete and statuses(stopped)[stage] == "stopped"
+    assert (out / stage / "checkpoint.pt").is_file() and not (out / stage / "stage.json").exists()
+
+    with pytest.raises(PipelineError, match="pass --resume"):
+        _run(config, out)  # never silently thrown away
+
+    resumed = _run(config, out, resume=True)
+    assert resumed.complete
+    got = statuses(resumed)
+    assert got[stage] == "resumed"
+    if stage == "prune":
+        assert got["dense"] == "skipped"  # finished stages are not redone
+    metrics = json.loads((out / stage / "metrics.json").read_text())
+    assert len(metrics["epochs"]) == 2 and metrics["complete"]
+    for name in ("dense", "prune"):
+        a, b = _state(out / name / "model.pt"), _state(ref_out / name / "model.pt")
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), f"{name} weights differ after resume"
+    for variant, v in ref.report["variants"].items():
+        r = resumed.report["variants"][variant]
+        for key in ("accuracy", "flops", "params", "size_bytes"):
+            assert r[key] == v[key], (variant, key)
