@@ -231,7 +231,11 @@ def _check_values(cfg: PipelineConfig, err) -> None:
             if not weights.is_file():
                 err("model.weights", f"file {str(weights)!r} does not exist")
             resolved["weights"] = str(weights)
-        if (model.get("mean") is None) != (model.get("std") is None):
+        source = model.get("spec", "").split(":", 1)[0]
+        if model.get("mean") is None and source not in ("torchvision", "edgeprune") and "spec" in model:
+            err("model.mean", f"{model['spec']} is your own model: give model.mean and model.std (per channel, "
+                "for pixels in [0, 1]; they go into the exported files), e.g. mean = [0.485, 0.456, 0.406]")
+        elif (model.get("mean") is None) != (model.get("std") is None):
             err("model.mean" if model.get("mean") is None else "model.std", "give both model.mean and model.std, or neither")
         elif model.get("mean") is not None:
             if len(model["mean"]) != len(model["std"]):

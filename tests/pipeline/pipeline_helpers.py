@@ -66,3 +66,32 @@ def write_tiny(folder: Path, *, method: str = "dtp", options: str = "", runs: in
 
 def statuses(outcome) -> dict[str, str]:
     return {name: s["status"] for name, s in outcome.statuses.items()}
+
+
+def small_cnn(num_classes: int = 2):
+    """A user's own model, built by `module:function` (spec "pipeline_helpers:small_cnn")."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes),
+    )
+
+
+small_cnn.input_shape = (1, 3, 16, 16)
+
+
+def image_folders(root: Path) -> Path:
+    """train/<class>/*.png and test/<class>/*.png, two classes (dark, light)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("test", 4)):
+        for c, name in enumerate(("dark", "light")):
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                arr = (rng.integers(0, 40, (20, 20, 3)) + 180 * c).astype(np.uint8)
+                Image.fromarray(arr).save(root / split / name / f"{i}.png")
+    return root

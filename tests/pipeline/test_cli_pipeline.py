@@ -68,3 +68,46 @@ def test_cli_stop_and_resume(tmp_path):
 def test_help_is_listed():
     result = CliRunner().invoke(main, ["--help"])
     assert "pipeline" in result.output
+
+
+OWN = """\
+name = "own"
+[model]
+spec = "pipeline_helpers:small_cnn(num_classes=2)"
+mean = [0.5, 0.5, 0.5]
+std = [0.25, 0.25, 0.25]
+[data]
+name = "images"
+[train]
+epochs = 1
+batch_size = 8
+[prune]
+method = "l1"
+budget = "flops=0.5"
+align = 8
+finetune_epochs = 1
+batch_size = 8
+[export]
+formats = ["onnx"]
+[targets]
+names = ["x86-ort-1t"]
+runs = 3
+warmup = 1
+"""
+
+
+def test_own_model_and_image_folder(tmp_path):
+    from pipeline_helpers import image_folders
+
+    image_folders(tmp_path / "images")
+    (tmp_path / "own.toml").write_text(OWN)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["pipeline", str(tmp_path / "own.toml"), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    r = json.loads((out / "report.json").read_text())
+    assert r["model"]["name"] == "small_cnn" and r["model"]["input_shape"] == [1, 3, 16, 16]
+    assert r["pruning"]["widths"] and all(w % 8 == 0 for w in r["pruning"]["widths"][:2])
+    assert r["variants"]["pruned"]["accuracy"]["ort"] is not None and r["data"]["test_samples"] == 8
+    assert r["variants"]["pruned"]["latency"]["x86-ort-1t"]["median_ms"] > 0

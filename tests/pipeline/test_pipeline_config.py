@@ -104,3 +104,13 @@ def test_not_toml(tmp_path):
     path.write_text("[model\nspec = 1")
     with pytest.raises(PipelineConfigError, match=r"x.toml: not valid TOML"):
         load_config(path)
+
+
+def test_own_model_needs_its_preprocessing(tmp_path):
+    message = _bad(tmp_path, 'spec = "edgeprune:resnet20"', 'spec = "mypkg.nets:small_cnn"')
+    assert "model.mean: mypkg.nets:small_cnn is your own model: give model.mean and model.std" in message
+    path = write_tiny(tmp_path)
+    path.write_text(path.read_text().replace('spec = "edgeprune:resnet20"',
+                                             'spec = "mypkg.nets:small_cnn"\nmean = [0.5]\nstd = [0.25]'))
+    cfg = load_config(path)
+    assert cfg["model"]["name"] == "small_cnn" and cfg["model"]["mean"] == [0.5]

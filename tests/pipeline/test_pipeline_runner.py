@@ -114,3 +114,17 @@ def test_interrupted_training_resumes_to_the_same_result(tiny_run, tmp_path, sta
         r = resumed.report["variants"][variant]
         for key in ("accuracy", "flops", "params", "size_bytes"):
             assert r[key] == v[key], (variant, key)
+
+
+def test_crsfp_with_options_reuses_the_dense_stage(tiny_run, tmp_path):
+    config, out = _copy(tiny_run, tmp_path)
+    text = config.read_text().replace('method = "dtp"', 'method = "crsfp"')
+    config.write_text(text.replace("batch_size = 32\n\n[export]", "batch_size = 32\noptions = { consistency_lambda = 0.5 }\n[export]"))
+    assert load_config(config)["prune"]["options"] == {"consistency_lambda": 0.5}
+    outcome = _run(config, out)
+    got = statuses(outcome)
+    assert got["dense"] == "skipped" and got["prune"] == "ran"
+    assert outcome.report["pruning"]["method"] == "crsfp"
+    assert outcome.report["pruning"]["options"] == {"consistency_lambda": 0.5}
+    plan_run = json.loads((out / "prune" / "metrics.json").read_text())
+    assert plan_run["method"] == "crsfp" and plan_run["method_options"] == {"consistency_lambda": 0.5}
