@@ -50,10 +50,14 @@ $(DEVICES): setup
 # both measured in this job on this machine).
 ci-latency: ci-ort
 
+# The built-in pipeline (examples/demo.toml): train, prune (DTP), export, quantize, evaluate,
+# profile on two targets, check budgets; writes $(RUNS)/demo/report.md, report.json (+ report.png
+# with matplotlib). A re-run skips the stages whose inputs are unchanged.
 demo: setup
-	$(BIN)/edgeprune info $(MODEL)
-	$(MAKE) --no-print-directory ci-ort RUNS=$(RUNS)/demo
-	$(BIN)/edgeprune compare $(RUNS)/demo/ci-ort/dense/model.onnx $(RUNS)/demo/ci-ort/pruned/model.onnx --target x86-ort-1t --rounds 50 --json $(RUNS)/demo/compare.json
+	$(BIN)/edgeprune info edgeprune:resnet20
+	$(BIN)/edgeprune pipeline examples/demo.toml --out $(RUNS)/demo --no-progress
+	@echo
+	@cat $(RUNS)/demo/report.md
 
 clean:
 	rm -rf $(RUNS) .pytest_cache

@@ -28,7 +28,7 @@ def pareto_plot(report: dict[str, Any], path: str | Path) -> bool:
     if not points:
         return False
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    for target in report["targets"]:
+    for t, target in enumerate(report["targets"]):
         pts = sorted((p for p in points if p[0] == target), key=lambda p: p[2])
         if not pts:
             continue
@@ -36,7 +36,7 @@ def pareto_plot(report: dict[str, Any], path: str | Path) -> bool:
         for _, name, med, p90, acc in pts:
             ax.errorbar([med], [100 * acc], xerr=[[0], [p90 - med]], fmt=MARKERS.get(name, "o"),
                         color=line.get_color(), capsize=3)
-            ax.annotate(name, (med, 100 * acc), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            ax.annotate(name, (med, 100 * acc), textcoords="offset points", xytext=(5, 4 - 11 * t), fontsize=8)
         line.set_label(target)
     ax.set_xlabel("median latency, batch 1 (ms; bar to p90)")
     ax.set_ylabel("top-1 accuracy (%)")
