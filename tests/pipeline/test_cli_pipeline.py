@@ -111,3 +111,21 @@ def test_own_model_and_image_folder(tmp_path):
     assert r["pruning"]["widths"] and all(w % 8 == 0 for w in r["pruning"]["widths"][:2])
     assert r["variants"]["pruned"]["accuracy"]["ort"] is not None and r["data"]["test_samples"] == 8
     assert r["variants"]["pruned"]["latency"]["x86-ort-1t"]["median_ms"] > 0
+
+
+def test_latency_only_without_data(tmp_path):
+    """No [data], no [train]: a seeded random init, one-shot pruning, latency only (the
+    resnet18-224 example's shape of config)."""
+    import json
+
+    text = OWN.split("[data]")[0] + "[prune]\nmethod = \"l1\"\nbudget = \"flops=0.5\"\n" + OWN.split("finetune_epochs = 1\nbatch_size = 8\n")[1]
+    (tmp_path / "lat.toml").write_text(text.replace('name = "own"', 'name = "lat"'))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["pipeline", str(tmp_path / "lat.toml"), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    r = json.loads((out / "report.json").read_text())
+    assert r["data"] is None and r["model"]["dense_source"] == "random init (seed 0)"
+    assert all(v["accuracy"] == {} for v in r["variants"].values())
+    assert set(r["variants"]) == {"dense", "pruned"}
+    assert r["variants"]["pruned"]["latency"]["x86-ort-1t"]["speedup_vs_dense"] > 0
+    assert "data: none" in (out / "report.md").read_text()
