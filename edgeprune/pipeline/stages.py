@@ -5,7 +5,6 @@ training stage stopped early, to be resumed). The runner decides what runs (runn
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
