@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
+
+import pytest
 
 from edgeprune.pipeline.plot import pareto_plot
 from edgeprune.pipeline.report import SCHEMA, format_markdown
@@ -50,13 +53,16 @@ def test_report_md_tables(tiny_run):
     assert "| dense | ran |" in text
 
 
-def test_plot_only_with_matplotlib(tiny_run, tmp_path):
+def test_plot_written_with_matplotlib(tiny_run):
+    pytest.importorskip("matplotlib")  # `make setup` installs it (extra `plot`, part of `all`)
     _, out, outcome = tiny_run
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        assert outcome.report["plot"] is None and not (out / "report.png").exists()
-        assert pareto_plot(outcome.report, tmp_path / "x.png") is False
-    else:
-        assert outcome.report["plot"] == "report.png"
-        assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert outcome.report["plot"] == "report.png"
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![accuracy vs latency](report.png)" in (out / "report.md").read_text()
+
+
+def test_no_plot_without_matplotlib(tiny_run, tmp_path, monkeypatch):
+    _, _, outcome = tiny_run
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    assert pareto_plot(outcome.report, tmp_path / "x.png") is False
+    assert not (tmp_path / "x.png").exists()
