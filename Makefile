@@ -15,9 +15,22 @@ BUDGET ?= flops=0.5
 
 DEVICES := $(basename $(notdir $(wildcard targets/*.toml)))
 
-.PHONY: setup test demo clean ci-latency devices $(DEVICES)
+FMNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+
+.PHONY: setup test demo clean ci-latency devices fashion-mnist $(DEVICES)
 
 setup: $(STAMP)
+
+# The real Fashion-MNIST (Debian's dataset-fashion-mnist) that the demo trains on (the tests use
+# it where installed, else a tiny fake); installed with apt-get where we may (root), otherwise
+# the command to run is printed.
+fashion-mnist:
+	@test -f $(FMNIST) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q dataset-fashion-mnist || { apt-get update -q && apt-get install -y -q dataset-fashion-mnist; }; \
+	  else \
+	    echo "Fashion-MNIST is missing ($(FMNIST)); install it: sudo apt-get install dataset-fashion-mnist" >&2; exit 1; \
+	  fi; }
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,7 +66,7 @@ ci-latency: ci-ort
 # The built-in pipeline (examples/demo.toml): train, prune (DTP), export, quantize, evaluate,
 # profile on two targets, check budgets; writes $(RUNS)/demo/report.md, report.json (+ report.png
 # with matplotlib). A re-run skips the stages whose inputs are unchanged.
-demo: setup
+demo: setup fashion-mnist
 	$(BIN)/edgeprune info edgeprune:resnet20
 	$(BIN)/edgeprune pipeline examples/demo.toml --out $(RUNS)/demo --no-progress
 	@echo

@@ -33,16 +33,19 @@ HELP = (
               help="Per-channel weight bit allocation under the --weight-bits average (default: on for aciq below 8 bits).")
 @click.option("--openvino/--no-openvino", default=None,
               help="Also write OpenVINO IR and check it (default: when openvino is installed and the run is 8-bit).")
+@click.option("--reduce-range", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="Weights on 7-bit codes, so that x86 int8 kernels without VNNI (AVX2, AVX-512 without VNNI) "
+              "do not saturate. auto: on when this CPU lacks VNNI; quantizing for another device, choose for it.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar over calibration.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for model.onnx and quantize.json.")
 def command(model, calib, method, weight_bits, act_bits, bias_correction, bias_correction_kind, bit_allocation,
-            openvino, progress, out):
+            openvino, reduce_range, progress, out):
     from edgeprune.quant import quantize_onnx
 
     result = quantize_onnx(
         model, calib, out, method=method, weight_bits=weight_bits, act_bits=int(act_bits),
         bias_correction=bias_correction_kind if bias_correction else False, progress=progress,
-        bit_allocation=bit_allocation, openvino=openvino,
+        bit_allocation=bit_allocation, openvino=openvino, reduce_range=reduce_range,
     )
     click.echo(format_summary(result.report, out))
 
@@ -70,12 +73,21 @@ def format_summary(r: dict, out: str) -> str:
     lines.append(f"  {'integer weight tensors':<34} {r['graph']['weight_initializers']}")
     left = r["ops_left_in_float"]
     lines.append(f"  {'ops left in float':<34} {left if left else 'none'}")
+    if "sqnr_db_float_qdq" in ev:
+        lines.append(f"  {'SQNR of the QDQ file in float (dB)':<34} {ev['sqnr_db_float_qdq']:>10}")
+    rr = r["reduce_range"]
+    lines.append(f"  {'weight codes':<34} {str(r['weight_code_bits']) + ' bits':>10}  (reduce range {rr['setting']}: "
+                 f"{'on' if rr['enabled'] else 'off'})")
     if r.get("openvino"):
         ov = r["openvino"]
+        lines.append(f"  {'OpenVINO vs fp32: SQNR / top-1':<34} {ov['sqnr_vs_fp32_db']} dB / "
+                     f"{ov['top1_agreement_vs_fp32']:.4f}")
         lines.append(f"  {'OpenVINO vs ORT int8: SQNR / top-1':<34} {ov['sqnr_vs_ort_int8_db']} dB / "
                      f"{ov['top1_agreement_vs_ort_int8']:.4f}")
         lines.append(f"  {'OpenVINO conv/fc layers':<34} {ov['layers_by_precision_and_kernel']}")
     lines.append(f"  {r['execution']}")
+    for w in r.get("warnings", []):
+        lines.append(f"  WARNING: {w}")
     for f in r["files"]:
         lines.append(f"  wrote  {out}/{f['path']}")
     lines.append(f"  wrote  {out}/quantize.json  ({r['timings_s']['total_s']:.1f} s)")

@@ -49,6 +49,7 @@ SCHEMA_KEYS: dict[str, dict[str, tuple[str, Any]]] = {
     "quantize": {
         "enabled": ("bool", True), "calib": ("str", None), "method": ("str", "aciq"),
         "weight_bits": ("int", 8), "act_bits": ("int", 8), "bias_correction": ("bool|str", False),
+        "reduce_range": ("bool|str", "auto"),
     },
     "targets": {"names": ("list[str]", ["x86-ort-1t"]), "runs": ("int", None), "warmup": ("int", None)},
     "budgets": {"max_ratio": ("float", None), "latency_ms": ("table", {}), "max_accuracy_drop": ("float", None)},
@@ -349,6 +350,12 @@ def _check_values(cfg: PipelineConfig, err) -> None:
                     check_settings(quant["method"], quant["weight_bits"], quant["act_bits"])
                 except _Err as e:
                     err("quantize", str(e))
+                from edgeprune.quant.reduce_range import resolve_reduce_range
+
+                try:
+                    resolve_reduce_range(quant["reduce_range"], machine={})
+                except _Err as e:
+                    err("quantize.reduce_range", str(e))
                 bc = quant["bias_correction"]
                 if isinstance(bc, str) and bc not in ("data", "mean-var", "both"):
                     err("quantize.bias_correction", f"must be true, false, \"data\", \"mean-var\" or \"both\", got {bc!r}")

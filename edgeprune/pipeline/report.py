@@ -52,7 +52,7 @@ def build_report(ctx, records: dict[str, Any], statuses: dict[str, Any]) -> dict
         }
         if variant == "pruned-int8":
             v["quantization"] = {k: quant.get(k) for k in ("method", "weight_bits", "act_bits", "real_int8",
-                                                          "sqnr_db", "top1_agreement")}
+                                                          "reduce_range", "sqnr_db", "top1_agreement", "warnings")}
         for target, per in prof.items():
             p = per.get(variant)
             if not p or "median_ms" not in p:
@@ -131,6 +131,14 @@ def format_markdown(r: dict[str, Any]) -> str:
                      f"{v['flops'] / 1e6:.2f}M (x{v['flops_ratio']:.3f})", f"{v['params'] / 1e6:.3f}M",
                      _mb(v["size_bytes"].get("onnx")), _mb(v["size_bytes"].get("openvino"))])
     lines += _table(head, rows)
+    q = r["variants"].get("pruned-int8", {}).get("quantization")
+    if q:
+        lines += ["", f"pruned-int8: {q['method']} W{q['weight_bits']}A{q['act_bits']}, "
+                  f"{'real int8' if q['real_int8'] else 'simulated'}"
+                  + (", weights on 7-bit codes (reduce range: x86 int8 kernels without VNNI saturate)"
+                     if q.get("reduce_range") else "")
+                  + f"; logit SQNR vs fp32 {q['sqnr_db']} dB, top-1 agreement {_pct(q['top1_agreement'])}"]
+        lines += [f"**warning**: {w}" for w in q.get("warnings") or []]
     lines += ["", "## Latency (batch 1)", ""]
     head = ["target", "runtime", "variant", "median ms", "p90 ms", "speedup vs dense", "FLOPs reduction"]
     rows = []

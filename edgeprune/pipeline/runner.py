@@ -55,6 +55,19 @@ def _target_texts(cfg: PipelineConfig) -> dict[str, str]:
     return {n: _file_sha(Path(p)) if p and Path(p).is_file() else n for n, p in cfg.resolved["target_files"].items()}
 
 
+def _quantize_extra(cfg: PipelineConfig) -> dict[str, Any]:
+    """The calibration manifest's bytes, and reduce_range as decided on this CPU (an ``auto`` run
+    moved to a CPU that decides otherwise quantizes again)."""
+    q = cfg["quantize"]
+    reduce = None
+    if q is not None and q["enabled"]:
+        from edgeprune.quant.reduce_range import resolve_reduce_range
+
+        reduce = resolve_reduce_range(q["reduce_range"]).enabled
+    return {"calib": _file_sha(Path(cfg.resolved["calib"])) if cfg.resolved.get("calib") else None,
+            "reduce_range": reduce}
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("dense", S.stage_dense, (), ("model", "data", "train"),
           lambda c: {"weights": _file_sha(Path(c.resolved["weights"])) if c.resolved.get("weights") else None},
@@ -63,8 +76,7 @@ STAGES: tuple[Stage, ...] = (
           lambda c: {"align": c.resolved["align"], "spec": c["model"]["spec"]}, training=True),
     Stage("export", S.stage_export, ("dense", "prune"), ("export",),
           lambda c: {"mean": c["model"].get("mean"), "std": c["model"].get("std")}),
-    Stage("quantize", S.stage_quantize, ("export",), ("quantize",),
-          lambda c: {"calib": _file_sha(Path(c.resolved["calib"])) if c.resolved.get("calib") else None}),
+    Stage("quantize", S.stage_quantize, ("export",), ("quantize",), _quantize_extra),
     Stage("evaluate", S.stage_evaluate, ("export", "quantize"), ("data",)),
     Stage("profile", S.stage_profile, ("export", "quantize"), ("targets",),
           lambda c: {"targets": _target_texts(c), "name": c["model"]["name"]}),

@@ -193,7 +193,7 @@ def stage_quantize(ctx: Context, folder: Path) -> dict[str, Any]:
     res = quantize_onnx(
         ctx.out / "export" / "pruned" / "model.onnx", cfg.resolved["calib"], folder, method=q["method"],
         weight_bits=q["weight_bits"], act_bits=q["act_bits"], bias_correction=q["bias_correction"],
-        progress=ctx.progress, openvino=openvino,
+        progress=ctx.progress, openvino=openvino, reduce_range=q["reduce_range"],
     )
     r = res.report
     ev = r.get("evaluation", {})
@@ -201,6 +201,7 @@ def stage_quantize(ctx: Context, folder: Path) -> dict[str, Any]:
         "enabled": True, "method": q["method"], "weight_bits": q["weight_bits"], "act_bits": q["act_bits"],
         "real_int8": r.get("real_int8"), "files": {f["path"]: (folder / f["path"]).stat().st_size for f in r.get("files", [])},
         "sqnr_db": ev.get("sqnr_db"), "top1_agreement": ev.get("top1_agreement"),
+        "reduce_range": r["reduce_range"]["enabled"], "warnings": r.get("warnings", []),
     }
 
 

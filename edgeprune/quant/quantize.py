@@ -92,6 +92,7 @@ def quantize_onnx(
     progress: bool = True,
     bit_allocation: bool | None = None,
     openvino: bool | None = None,
+    reduce_range: bool | str | None = None,
     seed: int = 0,
 ) -> QuantResult:
     """Quantize the fp32 ONNX model at ``model_path`` with the calibration manifest ``calib``.
@@ -105,6 +106,9 @@ def quantize_onnx(
             budget (ACIQ, below 8 bits); default on for aciq below 8 bits.
         openvino: also write OpenVINO IR (and check it against ONNX Runtime); default: when
             openvino is installed and the model is real int8.
+        reduce_range: weights on 7-bit codes so that x86 int8 kernels without VNNI do not
+            saturate (edgeprune.quant.reduce_range): None / "auto" (from this CPU), True / "on",
+            False / "off".
 
     Returns QuantResult(files={"onnx": ..., "openvino": ... (if written), "report": ...}, report).
 
@@ -117,6 +121,10 @@ def quantize_onnx(
 
     start = time.perf_counter()
     check_settings(method, weight_bits, act_bits)
+    from edgeprune.quant.reduce_range import resolve_reduce_range
+
+    rr = resolve_reduce_range(reduce_range)
+    code_bits = min(weight_bits, rr.max_weight_bits())
     if openvino and act_bits != 8:
         raise QuantError("OpenVINO IR is written for 8-bit activations only (its CPU plugin has no uint4)")
     bc = _bc_kind(bias_correction)
@@ -160,7 +168,7 @@ def quantize_onnx(
     for layer in layers:
         w = numpy_helper.to_array(inits[layer.weight]).astype(np.float64)
         w_oc = np.moveaxis(w, layer.axis, 0)
-        deployed, scales, bits_c, extra = _quantize_weight(w_oc, method, weight_bits, allocate)
+        deployed, scales, bits_c, extra = _quantize_weight(w_oc, method, code_bits, allocate, rr.max_weight_bits())
         bias_delta = None
         if bc:
             mean_map = stats[layer.input].mean_map if stats is not None else None
@@ -223,7 +231,8 @@ def quantize_onnx(
             real_int8 = weight_bits == 8 and act_bits == 8
             settings = {
                 "method": method, "weight_bits": weight_bits, "act_bits": act_bits, "bias_correction": bc,
-                "bit_allocation": allocate, "real_int8": real_int8,
+                "bit_allocation": allocate, "real_int8": real_int8, "reduce_range": rr.enabled,
+                "weight_code_bits": code_bits,
             }
             _stamp_metadata(model_path, qdq_path, settings)
             from edgeprune.quant.qdq import float_ops, graph_summary
@@ -242,15 +251,19 @@ def quantize_onnx(
             want_ov = openvino if openvino is not None else (real_int8 and _has_openvino())
             if want_ov:
                 t = time.perf_counter()
-                ov_report = _openvino(qdq_path, stage.path / IR_XML_FILE, calset, evaluation.pop("_ort_logits"))
+                ov_report = _openvino(qdq_path, stage.path / IR_XML_FILE, calset, evaluation.pop("_ort_logits"),
+                                      evaluation["_fp32_logits"])
                 timings["openvino_s"] = time.perf_counter() - t
                 published += [IR_XML_FILE, IR_BIN_FILE]
             evaluation.pop("_ort_logits", None)
+            evaluation.pop("_fp32_logits", None)
             execution = (
-                "real int8: QDQ (uint8 activations, int8 per-channel weights) run by the runtimes' int8 kernels"
+                "real int8: QDQ (uint8 activations, int8 per-channel weights"
+                + (f" on {code_bits}-bit codes (reduce range)" if code_bits < weight_bits else "")
+                + ") run by the runtimes' int8 kernels"
                 if real_int8 else
                 "simulated: "
-                + (f"weights on a {weight_bits}-bit grid stored as int8 codes; " if weight_bits < 8 else "")
+                + (f"weights on a {code_bits}-bit grid stored as int8 codes; " if code_bits < 8 else "")
                 + ("uint4 activations via QuantizeLinear/DequantizeLinear (ONNX Runtime dequantizes and runs float "
                    "kernels; open it with graph optimizations disabled, since ORT would fuse the QDQ into "
                    "QLinearConv, which has no uint4 kernel)" if act_bits == 4 else "8-bit activations on int8 kernels")
@@ -264,6 +277,7 @@ def quantize_onnx(
                 **settings,
                 "simulated": not real_int8,
                 "execution": execution,
+                "reduce_range": rr.to_json(),
                 "calibration": calset.describe(),
                 "activation_ranges": ranges_info,
                 "weights": {"scheme": "symmetric per output channel, zero point 0",
@@ -273,6 +287,7 @@ def quantize_onnx(
                 "evaluation": evaluation,
                 "sqnr_db": evaluation.get("sqnr_db"),
                 "top1_agreement": evaluation.get("top1_agreement"),
+                "warnings": _warnings(evaluation, rr, real_int8),
                 "openvino": ov_report,
                 "versions": _versions(),
                 "timings_s": {k: round(v, 3) for k, v in timings.items()},
@@ -290,8 +305,9 @@ def quantize_onnx(
 # ---------------------------------------------------------------------------------------
 
 
-def _quantize_weight(w_oc: np.ndarray, method: str, bits: int, allocate: bool):
-    """(deployed float weights on the grid, per-channel scales, per-channel bits, report extras)."""
+def _quantize_weight(w_oc: np.ndarray, method: str, bits: int, allocate: bool, max_bits: int = 8):
+    """(deployed float weights on the grid, per-channel scales, per-channel bits, report extras);
+    ``max_bits`` caps the per-channel widths of bit allocation (7 with reduce range)."""
     from edgeprune.quant.aciq import allocate_bits, quantize_symmetric, weight_alphas
 
     amax = np.abs(w_oc.reshape(w_oc.shape[0], -1)).max(axis=1)
@@ -300,7 +316,7 @@ def _quantize_weight(w_oc: np.ndarray, method: str, bits: int, allocate: bool):
     if method == "aciq":
         alphas = weight_alphas(w_oc, bits)
         if allocate:
-            bits_c = allocate_bits(alphas, bits, min_bits=2, max_bits=8)
+            bits_c = allocate_bits(alphas, bits, min_bits=2, max_bits=max_bits)
             alphas = weight_alphas(w_oc, bits_c)
         extra["clipped_fraction_of_max"] = float(np.mean(alphas / np.where(amax > 0, amax, 1.0)))
     else:
@@ -455,8 +471,11 @@ def _evaluate(fp32: Path, qdq: Path, calset: Any, act_bits: int = 8) -> dict[str
     result: dict[str, Any] = {
         "samples": part if part == "holdout" else "calibration (the manifest has no holdout)",
         "count": int(n), "sqnr_db": round(sqnr_db(ref, got), 3),
-        "top1_agreement": round(top1_agreement(ref, got), 4), "_ort_logits": got,
+        "top1_agreement": round(top1_agreement(ref, got), 4), "_ort_logits": got, "_fp32_logits": ref,
     }
+    if act_bits == 8:  # the file's own arithmetic, QDQ computed in float: what exact int8 kernels give
+        exact = _run_all(_session(qdq, optimize=False), calset.batches(part))[:n]
+        result["sqnr_db_float_qdq"] = round(sqnr_db(ref, exact), 3)
     if calset.labels is not None:
         lo = calset.n_calib if part == "holdout" else 0
         labels = calset.labels[lo:lo + n]
@@ -465,13 +484,30 @@ def _evaluate(fp32: Path, qdq: Path, calset: Any, act_bits: int = 8) -> dict[str
     return result
 
 
+KERNEL_LOSS_WARN_DB = 3.0
+
+
+def _warnings(evaluation: dict[str, Any], rr: Any, real_int8: bool) -> list[str]:
+    """What the user should know: int8 kernels on this CPU far below the file's own arithmetic."""
+    out = []
+    exact, got = evaluation.get("sqnr_db_float_qdq"), evaluation.get("sqnr_db")
+    if real_int8 and exact is not None and got is not None and exact - got > KERNEL_LOSS_WARN_DB:
+        out.append(
+            f"ONNX Runtime's int8 kernels on this CPU give {got} dB logit SQNR, {exact - got:.1f} dB below the "
+            f"quantized model's own arithmetic ({exact} dB)"
+            + ("; the weights already use 7-bit codes (reduce range)" if rr.enabled else
+               "; its int8 products probably saturate (x86 without VNNI): quantize with --reduce-range on")
+        )
+    return out
+
+
 def _has_openvino() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("openvino") is not None
 
 
-def _openvino(qdq: Path, xml: Path, calset: Any, ort_logits: np.ndarray) -> dict[str, Any]:
+def _openvino(qdq: Path, xml: Path, calset: Any, ort_logits: np.ndarray, fp32_logits: np.ndarray) -> dict[str, Any]:
     """Convert the QDQ model to IR, run it on the same samples, and read its execution precisions."""
     from edgeprune.export.openvino import convert_to_ir
     from edgeprune.quant.metrics import sqnr_db, top1_agreement
@@ -513,6 +549,8 @@ def _openvino(qdq: Path, xml: Path, calset: Any, ort_logits: np.ndarray) -> dict
     got = np.concatenate(outs)[:n]
     return {
         "openvino_version": version,
+        "sqnr_vs_fp32_db": round(sqnr_db(fp32_logits, got), 3),
+        "top1_agreement_vs_fp32": round(top1_agreement(fp32_logits, got), 4),
         "sqnr_vs_ort_int8_db": round(sqnr_db(ort_logits, got), 3),
         "top1_agreement_vs_ort_int8": round(top1_agreement(ort_logits, got), 4),
         "layers_by_precision_and_kernel": precisions,

@@ -52,6 +52,8 @@ def _bad(tmp_path, old: str, new: str) -> str:
         ('names = ["x86-ort-1t"]', 'names = ["x86-ort-1t", "toaster"]',
          ["targets.names[1]: unknown target 'toaster'; available:", "x86-openvino-cpu"]),
         ('calib = "calib.toml"', 'calib = "missing.toml"', ["quantize.calib: calibration manifest 'missing.toml' not found"]),
+        ('calib = "calib.toml"', 'calib = "calib.toml"\nreduce_range = "maybe"',
+         ["quantize.reduce_range: reduce_range must be auto, on or off (or true/false), got 'maybe'"]),
         ('names = ["x86-ort-1t"]', 'names = ["x86-openvino-cpu"]',
          ['targets.names[0]: target x86-openvino-cpu runs OpenVINO: add "openvino" to export.formats']),
         ('epochs = 2\nbatch_size = 32\nseed = 0\n[prune]', 'epochs = 0\nbatch_size = 32\nseed = 0\n[prune]',

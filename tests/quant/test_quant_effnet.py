@@ -43,5 +43,8 @@ def test_efficientnet_lite0_int8_on_real_images(tmp_path):
     assert ev["samples"] == "holdout" and ev["count"] == 3  # images 3-5, calibrated on 0-2
     assert ev["top1_fp32"] >= 2 / 3  # the real weights classify real images (measured 2 of 3 here)
     assert ev["top1_agreement"] >= 2 / 3 and ev["sqnr_db"] > 12
+    # ONNX Runtime's int8 kernels on this CPU compute what the file says: without VNNI, 8-bit
+    # weights saturate them (10.4 vs 22.4 dB measured on an AVX2 CPU), so auto reduces the range
+    assert ev["sqnr_db"] >= ev["sqnr_db_float_qdq"] - 1.5, (ev, r["reduce_range"])
     assert r["openvino"]["sqnr_vs_ort_int8_db"] > 15
     assert np.isfinite(r["sqnr_db"]), ev

@@ -57,14 +57,17 @@ def test_aciq_int8_qdq_graph_and_accuracy(tmp_path, tiny, calib):
     assert r["ops_left_in_float"] == {}
 
 
-def test_weights_carry_our_per_channel_scales_exactly(tmp_path, tiny, calib):
+@pytest.mark.parametrize("reduce_range, code_bits", [("off", 8), ("on", 7)])
+def test_weights_carry_our_per_channel_scales_exactly(tmp_path, tiny, calib, reduce_range, code_bits):
     from edgeprune.quant.aciq import quantize_symmetric, weight_alphas
 
-    result = quantize_onnx(tiny, calib, tmp_path / "q", progress=False, openvino=False)
+    result = quantize_onnx(tiny, calib, tmp_path / "q", progress=False, openvino=False, reduce_range=reduce_range)
+    assert result.report["weight_code_bits"] == code_bits and result.report["real_int8"]
     model = onnx.load(str(result.files["onnx"]))
     inits = _inits(model)
     w = _inits(onnx.load(str(tiny)))["conv1.weight"].astype(np.float64)
-    codes, scales = quantize_symmetric(w, weight_alphas(w, 8), 8)
+    codes, scales = quantize_symmetric(w, weight_alphas(w, code_bits), code_bits)
+    assert np.abs(codes).max() == 2 ** (code_bits - 1) - 1  # the full grid is used, and no more
     dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None
           and inits[n.input[0]].ndim == 4][0]
     np.testing.assert_array_equal(inits[dq.input[0]], codes.astype(np.int8))
