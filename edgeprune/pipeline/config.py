@@ -346,10 +346,12 @@ def _check_values(cfg: PipelineConfig, err) -> None:
             except ImportError as e:
                 err("quantize.enabled", f"edgeprune.quant is not available ({e}); set enabled = false or drop [quantize]")
             else:
-                try:
-                    check_settings(quant["method"], quant["weight_bits"], quant["act_bits"])
-                except _Err as e:
-                    err("quantize", str(e))
+                for key, args in (("method", (quant["method"], 8, 8)), ("weight_bits", ("aciq", quant["weight_bits"], 8)),
+                                  ("act_bits", ("aciq", 8, quant["act_bits"]))):
+                    try:  # one setting at a time, so that the message names its field
+                        check_settings(*args)
+                    except _Err as e:
+                        err(f"quantize.{key}", str(e))
                 from edgeprune.quant.reduce_range import resolve_reduce_range
 
                 try:
