@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgeprune.atomic import atomic_write, write_json
+from edgeprune.atomic import save_torch, write_json
 from edgeprune.errors import PlanError, SpecError
 from edgeprune.plan import PruningPlan
 
@@ -18,11 +18,9 @@ PLAN, MODEL, REPORT = "plan.json", "model.pt", "report.json"
 
 def save_pruned(out: str | Path, plan: PruningPlan, model, report: dict[str, Any]) -> Path:
     """Write the three artifacts, each atomically; report.json last (it marks completion)."""
-    import torch
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / MODEL, lambda tmp: torch.save(model.state_dict(), tmp))
+    save_torch(out / MODEL, model.state_dict())
     plan.save(out / PLAN)
     write_json(out / REPORT, report)
     return out

@@ -25,6 +25,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     return path
 
 
+def save_torch(path: str | os.PathLike, obj: Any) -> Path:
+    """``torch.save(obj)`` to ``path``, atomically and byte-reproducibly.
+
+    Saved through a file object: given a path, torch names the records inside the zip after the
+    file (here a random temporary name), so the same tensors would give different bytes and
+    every artifact hash would change on each run."""
+
+    def _write(tmp: str) -> None:
+        import torch
+
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+
+    return atomic_write(path, _write)
+
+
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write ``data`` as indented JSON, atomically."""
 

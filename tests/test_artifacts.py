@@ -17,3 +17,13 @@ def test_save_and_load_pruned(resnet20, tmp_path):
     # the weights file is a plain state_dict that loads without unpickling code
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     assert state["conv1.weight"].shape[0] == len(plan.groups[[g.root for g in plan.groups].index("conv1")].kept)
+
+
+def test_the_same_weights_give_the_same_bytes(resnet20, tmp_path):
+    """Artifacts are byte-reproducible (torch.save would name its zip records after the random
+    temporary file), so a re-run's hashes, and the pipeline's stage keys, stay the same."""
+    from edgeprune.atomic import save_torch
+
+    model, _ = resnet20
+    a, b = save_torch(tmp_path / "a" / "model.pt", model.state_dict()), save_torch(tmp_path / "b.pt", model.state_dict())
+    assert a.read_bytes() == b.read_bytes()

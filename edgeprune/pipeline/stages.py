@@ -63,7 +63,7 @@ def stage_dense(ctx: Context, folder: Path) -> dict[str, Any] | None:
     import torch
 
     from edgeprune.artifacts import MODEL
-    from edgeprune.atomic import atomic_write
+    from edgeprune.atomic import save_torch
     from edgeprune.models import build_model
 
     cfg = ctx.config
@@ -86,7 +86,7 @@ def stage_dense(ctx: Context, folder: Path) -> dict[str, Any] | None:
         result.update(source="trained", epochs=train["epochs"], accuracy=metrics["accuracy"],
                       test_samples=len(data.test))
         return result
-    atomic_write(folder / MODEL, lambda tmp: torch.save(model.state_dict(), tmp))
+    save_torch(folder / MODEL, model.state_dict())
     result["source"] = "weights" if weights else f"random init (seed {seed})"
     if data is not None:
         from edgeprune.train.trainer import check_classes, evaluate

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgeprune.atomic import atomic_write
+from edgeprune.atomic import save_torch
 from edgeprune.train.base import TrainError
 
 FORMAT = "edgeprune.checkpoint/1"
@@ -44,7 +44,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    return atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **state}, tmp))
+    return save_torch(path, {"format": FORMAT, **state})
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -9,11 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from edgeprune.artifacts import MODEL, PLAN, save_pruned
-from edgeprune.atomic import atomic_write
+from edgeprune.atomic import save_torch
 from edgeprune.budget import Budget, allocate
 from edgeprune.data.base import DataSplits
 from edgeprune.errors import SpecError
@@ -52,7 +51,7 @@ def train_dense(
     trainer = Trainer(model, data, config, out=out, run=run, dist=dist, progress=progress)
     metrics = trainer.fit(resume=resume, stop_after=stop_after)
     if metrics["complete"] and dist.is_main:
-        atomic_write(Path(out) / MODEL, lambda tmp: torch.save(model.state_dict(), tmp))
+        save_torch(Path(out) / MODEL, model.state_dict())
     return metrics
 
 

@@ -63,6 +63,7 @@ def test_killed_during_training_resumes_to_the_same_result(tiny_run, tmp_path):
     for stage in ("dense", "prune"):
         a, b = _state(out / stage / "model.pt"), _state(ref_out / stage / "model.pt")
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f"{stage} weights differ"
+        assert (out / stage / "model.pt").read_bytes() == (ref_out / stage / "model.pt").read_bytes()
     report, ref_report = (json.loads((o / "report.json").read_text()) for o in (out, ref_out))
     for variant, v in ref_report["variants"].items():
         for key in ("accuracy", "flops", "params", "size_bytes"):
