@@ -53,7 +53,10 @@ def command(config, out, resume, threads, stop_after, progress):
         import torch
 
         torch.set_num_threads(threads)
-    outcome = run_pipeline(cfg, out, resume=resume, progress=progress, stop_after=stops, echo=click.echo)
+    try:
+        outcome = run_pipeline(cfg, out, resume=resume, progress=progress, stop_after=stops, echo=click.echo)
+    except KeyboardInterrupt:
+        sys.exit(130)  # the runner said what was kept; 128 + SIGINT, as shells report Ctrl-C
     if not outcome.complete:
         return
     report = outcome.report

@@ -164,7 +164,14 @@ def run_pipeline(
         echo(f"[{i}/{TOTAL}] {stage.name} ... {'resuming' if continuing else 'running'}")
         ctx.resume = continuing
         t0 = time.perf_counter()
-        result = stage.run(ctx, folder)
+        try:
+            result = stage.run(ctx, folder)
+        except KeyboardInterrupt:
+            kept = stage.training and (folder / "checkpoint.pt").is_file()
+            echo(f"[{i}/{TOTAL}] {stage.name} ... interrupted"
+                 + ("; its last epoch checkpoint is kept: continue with --resume" if kept else "; it will run again"))
+            _log(out, started, stage.name, "interrupted", round(time.perf_counter() - t0, 3))
+            raise
         elapsed = round(time.perf_counter() - t0, 3)
         if result is None:
             statuses[stage.name] = {"status": "stopped", "elapsed_s": elapsed}

@@ -129,3 +129,28 @@ def test_latency_only_without_data(tmp_path):
     assert set(r["variants"]) == {"dense", "pruned"}
     assert r["variants"]["pruned"]["latency"]["x86-ort-1t"]["speedup_vs_dense"] > 0
     assert "data: none" in (out / "report.md").read_text()
+
+
+def test_ctrl_c_during_training_says_what_is_kept(tmp_path, monkeypatch):
+    from edgeprune.train.trainer import Trainer
+
+    config = write_tiny(tmp_path)
+    out = tmp_path / "out"
+    original, calls = Trainer._train_epoch, []
+
+    def interrupted_at_the_fourth_epoch(self, epoch):  # dense epochs 1-2, prune epochs 1-2
+        calls.append(epoch)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", interrupted_at_the_fourth_epoch)
+    args = ["pipeline", str(config), "--out", str(out), "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 130, result.output
+    assert "[2/8] prune ... interrupted; its last epoch checkpoint is kept: continue with --resume" in result.output
+    assert (out / "prune" / "checkpoint.pt").is_file() and not (out / "prune" / "stage.json").exists()
+    monkeypatch.setattr(Trainer, "_train_epoch", original)
+    result = CliRunner().invoke(main, [*args, "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "[2/8] prune ... resuming" in result.output and (out / "report.json").is_file()
