@@ -57,3 +57,9 @@ holdout = {holdout}
 batch_size = 8
 {extra}
 """)
+
+
+def tiny_model_and_calib(tmp_path: Path, onnx_models, images: int = 24, count: int = 16, holdout: int = 8):
+    """(the tiny 3x16x16 CNN with preprocess metadata, a manifest over a folder of ``images``)."""
+    model = with_preprocess(onnx_models.tiny_cnn(tmp_path / "tiny.onnx", channels=16))
+    return model, folder_manifest(tmp_path, image_folder(tmp_path / "images", count=images), count=count, holdout=holdout)

@@ -18,9 +18,7 @@ from edgeprune.cli import main  # noqa: E402
 
 @pytest.fixture
 def setup(tmp_path, onnx_models):
-    model = qh.with_preprocess(onnx_models.tiny_cnn(tmp_path / "tiny.onnx", channels=16))
-    calib = qh.folder_manifest(tmp_path, qh.image_folder(tmp_path / "images", count=16), count=8, holdout=8)
-    return model, calib
+    return qh.tiny_model_and_calib(tmp_path, onnx_models, images=16, count=8, holdout=8)
 
 
 def test_quantize_writes_model_and_report(tmp_path, setup):

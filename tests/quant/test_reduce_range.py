@@ -48,9 +48,7 @@ from edgeprune.quant.quantize import _warnings  # noqa: E402
 
 @pytest.fixture
 def setup(tmp_path, onnx_models):
-    model = qh.with_preprocess(onnx_models.tiny_cnn(tmp_path / "tiny.onnx", channels=16))
-    calib = qh.folder_manifest(tmp_path, qh.image_folder(tmp_path / "images", count=24), count=16, holdout=8)
-    return model, calib
+    return qh.tiny_model_and_calib(tmp_path, onnx_models)
 
 
 def _weight_codes(path):
