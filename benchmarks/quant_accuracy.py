@@ -70,18 +70,23 @@ def session(path: Path, optimize: bool = True):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def logits_of(path: Path, images: np.ndarray, optimize: bool = True, batch: int = 250) -> np.ndarray:
+def normaliser(path: Path):
+    """uint8 NCHW images -> the model's input, from the file's edgeprune.preprocess metadata."""
     from edgeprune.deployed_eval import read_preprocess
 
     pre = read_preprocess(path)
     mean = np.asarray(pre["mean"], np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(pre["std"], np.float32).reshape(1, -1, 1, 1)
+    return lambda images: (images.astype(np.float32) / 255.0 - mean) / std
+
+
+def logits_of(path: Path, images: np.ndarray, optimize: bool = True, batch: int = 250) -> np.ndarray:
+    normalise = normaliser(path)
     s = session(path, optimize)
     name = s.get_inputs()[0].name
     out = []
     for i in range(0, len(images), batch):
-        x = (images[i:i + batch].astype(np.float32) / 255.0 - mean) / std
-        out.append(s.run(None, {name: x})[0])
+        out.append(s.run(None, {name: normalise(images[i:i + batch])})[0])
     return np.concatenate(out)
 
 

@@ -29,25 +29,21 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from quant_accuracy import export_effnet, logits_of, table  # noqa: E402
+from quant_accuracy import export_effnet, logits_of, normaliser, table  # noqa: E402
 
 
 def openvino_logits(xml: Path, onnx_path: Path, images: np.ndarray, batch: int) -> np.ndarray:
     """Logits of the IR on OpenVINO's CPU plugin (1 thread, f32 hint), fed like logits_of feeds ORT."""
     import openvino as ov
 
-    from edgeprune.deployed_eval import read_preprocess
-
-    pre = read_preprocess(onnx_path)
-    mean = np.asarray(pre["mean"], np.float32).reshape(1, -1, 1, 1)
-    std = np.asarray(pre["std"], np.float32).reshape(1, -1, 1, 1)
+    normalise = normaliser(onnx_path)
     core = ov.Core()
     model = core.read_model(str(xml))
     model.reshape({model.inputs[0].get_any_name(): ov.PartialShape([batch, *images.shape[1:]])})
     compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32"})
     out = []
     for i in range(0, len(images), batch):
-        x = (images[i:i + batch].astype(np.float32) / 255.0 - mean) / std
+        x = normalise(images[i:i + batch])
         n = len(x)
         if n < batch:
             x = np.concatenate([x, np.repeat(x[-1:], batch - n, axis=0)])

@@ -342,16 +342,12 @@ def _check_values(cfg: PipelineConfig, err) -> None:
             try:
                 from edgeprune.quant import quantize_onnx  # noqa: F401
                 from edgeprune.quant.calibration import find_manifest
-                from edgeprune.quant.quantize import check_settings
+                from edgeprune.quant.quantize import setting_errors
             except ImportError as e:
                 err("quantize.enabled", f"edgeprune.quant is not available ({e}); set enabled = false or drop [quantize]")
             else:
-                for key, args in (("method", (quant["method"], 8, 8)), ("weight_bits", ("aciq", quant["weight_bits"], 8)),
-                                  ("act_bits", ("aciq", 8, quant["act_bits"]))):
-                    try:  # one setting at a time, so that the message names its field
-                        check_settings(*args)
-                    except _Err as e:
-                        err(f"quantize.{key}", str(e))
+                for key, message in setting_errors(quant["method"], quant["weight_bits"], quant["act_bits"]).items():
+                    err(f"quantize.{key}", message)
                 from edgeprune.quant.reduce_range import resolve_reduce_range
 
                 try:

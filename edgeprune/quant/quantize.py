@@ -71,13 +71,22 @@ def _bc_kind(bias_correction: bool | str) -> str | None:
     raise QuantError(f"bias_correction must be True/False or one of {', '.join(KINDS)}, got {bias_correction!r}")
 
 
-def check_settings(method: str, weight_bits: int, act_bits: int) -> None:
+def setting_errors(method: str, weight_bits: int, act_bits: int) -> dict[str, str]:
+    """What is wrong with each setting, by name (method, weight_bits, act_bits); empty when fine."""
+    errors = {}
     if method not in METHODS:
-        raise QuantError(f"unknown quantization method {method!r}; choose from {', '.join(METHODS)}")
+        errors["method"] = f"unknown quantization method {method!r}; choose from {', '.join(METHODS)}"
     if isinstance(weight_bits, bool) or not isinstance(weight_bits, int) or not 2 <= weight_bits <= 8:
-        raise QuantError(f"weight bits must be an integer from 2 to 8, got {weight_bits!r}")
+        errors["weight_bits"] = f"weight bits must be an integer from 2 to 8, got {weight_bits!r}"
     if act_bits not in ACT_BITS:
-        raise QuantError(f"activation bits must be one of {', '.join(map(str, ACT_BITS))}, got {act_bits!r}")
+        errors["act_bits"] = f"activation bits must be one of {', '.join(map(str, ACT_BITS))}, got {act_bits!r}"
+    return errors
+
+
+def check_settings(method: str, weight_bits: int, act_bits: int) -> None:
+    errors = setting_errors(method, weight_bits, act_bits)
+    if errors:
+        raise QuantError(next(iter(errors.values())))
 
 
 def quantize_onnx(
@@ -231,10 +240,9 @@ def quantize_onnx(
             real_int8 = weight_bits == 8 and act_bits == 8
             settings = {
                 "method": method, "weight_bits": weight_bits, "act_bits": act_bits, "bias_correction": bc,
-                "bit_allocation": allocate, "real_int8": real_int8, "reduce_range": rr.enabled,
-                "weight_code_bits": code_bits,
+                "bit_allocation": allocate, "real_int8": real_int8, "weight_code_bits": code_bits,
             }
-            _stamp_metadata(model_path, qdq_path, settings)
+            _stamp_metadata(model_path, qdq_path, {**settings, "reduce_range": rr.enabled})
             from edgeprune.quant.qdq import float_ops, graph_summary
 
             qmodel = onnx.load(str(qdq_path))
