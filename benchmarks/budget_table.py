@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 
-from edgeprune.budget import Budget, allocate
 from edgeprune.errors import BudgetError
-from edgeprune.graph import ChannelGraph
 from edgeprune.methods import get_method
 from edgeprune.models import build_model
+from edgeprune.pruning.budget import Budget, allocate
+from edgeprune.pruning.graph import ChannelGraph
 
 MODELS = [
     "torchvision:resnet18",

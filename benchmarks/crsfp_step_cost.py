@@ -23,11 +23,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from edgeprune.budget import Budget, allocate
 from edgeprune.data.batches import Batch
-from edgeprune.graph import ChannelGraph
 from edgeprune.methods import get_method
 from edgeprune.models import build_model
+from edgeprune.pruning.budget import Budget, allocate
+from edgeprune.pruning.graph import ChannelGraph
 
 
 def _attach(model, shape, name, budget, **options):

@@ -21,10 +21,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from edgeprune.budget import Budget, allocate
-from edgeprune.graph import ChannelGraph
 from edgeprune.methods import get_method
 from edgeprune.models import build_model
+from edgeprune.pruning.budget import Budget, allocate
+from edgeprune.pruning.graph import ChannelGraph
 
 
 def main() -> None:

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
-from edgeprune.budget import Budget
 from edgeprune.data import open_data
 from edgeprune.models import build_model
-from edgeprune.pruning import prune_one_shot
+from edgeprune.pruning.budget import Budget
+from edgeprune.pruning.one_shot import prune_one_shot
 from edgeprune.train import TrainConfig
 from edgeprune.train.jobs import finetune, prune_while_training, train_dense
 

@@ -19,7 +19,6 @@ measured on an AVX-512 VNNI CPU, where auto is off.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -211,7 +210,7 @@ def main() -> None:
 
     result = fmnist(args) if args.what == "fmnist" else effnet(args)
     if args.json:
-        from edgeprune.atomic import write_json
+        from edgeprune.files.atomic import write_json
 
         write_json(args.json, result)
     pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731

@@ -14,7 +14,6 @@ median fp32 / median int8 (> 1: int8 faster), with the paired-ratio 95% CI.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -84,7 +83,7 @@ def main() -> None:
 
     record = {"machine": machine_info(), "runs": args.runs, "warmup": args.warmup, "rows": rows}
     if args.json:
-        from edgeprune.atomic import write_json
+        from edgeprune.files.atomic import write_json
 
         write_json(args.json, record)
     print("| model | runtime | fp32 median ms | int8 median ms | speedup (fp32/int8) | paired 95% CI | int8 precision |")

@@ -50,12 +50,12 @@ def main() -> None:
     parser.add_argument("--json", default="benchmarks/results/realized_speedup.json")
     args = parser.parse_args()
 
-    from edgeprune.budget import Budget
     from edgeprune.models import build_model
     from edgeprune.profile.compare import compare_models
     from edgeprune.profile.machine import machine_info
     from edgeprune.profile.profiler import ProfileConfig
-    from edgeprune.pruning import prune_one_shot
+    from edgeprune.pruning.budget import Budget
+    from edgeprune.pruning.one_shot import prune_one_shot
     from edgeprune.runtime.base import make_settings
     from edgeprune.targets import load_target
 

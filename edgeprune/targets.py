@@ -40,7 +40,12 @@ from typing import Any, Mapping
 
 from edgeprune.errors import EdgepruneError, MissingDependencyError
 from edgeprune.profile.profiler import ProfileConfig
-from edgeprune.runtime.base import RunnerError, available_runtimes, make_settings, settings_dict
+from edgeprune.runtime.base import (
+    RunnerError,
+    available_runtimes,
+    make_settings,
+    settings_dict,
+)
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "targets"
 

@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from edgeprune.budget_check import BASELINE, FAIL, NO_BUDGET, PASS, check_budgets, format_verdicts, setup_differences
+from edgeprune.budget_check import (
+    BASELINE,
+    FAIL,
+    NO_BUDGET,
+    PASS,
+    check_budgets,
+    format_verdicts,
+    setup_differences,
+)
 from edgeprune.errors import BudgetError
 from edgeprune.targets import target_from_dict
 

@@ -21,8 +21,8 @@ def command(reports, target_name, baseline, strict, json_path) -> None:
     --baseline, each report's median / baseline median must be <= budgets.max_ratio.
     Exit status: 0 all within budget (or no budget), 1 a budget is broken, 2 bad input.
     """
-    from edgeprune.atomic import write_json
     from edgeprune.budget_check import check_budgets, format_verdicts
+    from edgeprune.files.atomic import write_json
     from edgeprune.profile import load_report
     from edgeprune.targets import load_target
 

@@ -20,7 +20,7 @@ def command(model_a, model_b, target_name, rounds, warmup, batch, shapes, seed, 
     """Time MODEL_A and MODEL_B interleaved (A B A B ...) on the same inputs; print both
     medians, the speedup of B over A, and the FLOPs ratio when both files carry
     edgeprune.flops metadata."""
-    from edgeprune.atomic import write_json
+    from edgeprune.files.atomic import write_json
     from edgeprune.profile import ProfileConfig
     from edgeprune.profile.compare import compare_models, format_comparison
     from edgeprune.runtime import parse_shape_option

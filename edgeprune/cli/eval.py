@@ -23,8 +23,8 @@ from edgeprune.cli._train_options import data_options, set_threads
 @click.option("--runtime", default=None, help="For a model file: ort or openvino (default: by suffix, .onnx -> ort, .xml -> openvino).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the result as JSON.")
 def command(src, data_name, data_root, test_subset, batch_size, threads, runtime, json_path):
-    from edgeprune.atomic import write_json
     from edgeprune.data import open_data
+    from edgeprune.files.atomic import write_json
     from edgeprune.train.jobs import load_saved
     from edgeprune.train.trainer import check_classes, evaluate
 

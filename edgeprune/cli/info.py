@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import click
 
-from edgeprune.cli._options import MODEL_HELP, input_shape_option, load_model, model_argument, weights_option
+from edgeprune.cli._options import (
+    MODEL_HELP,
+    input_shape_option,
+    load_model,
+    model_argument,
+    weights_option,
+)
 
 
 @click.command("info", help="Print the channel groups of MODEL, their sizes and costs.\n\n" + MODEL_HELP)
@@ -13,8 +19,8 @@ from edgeprune.cli._options import MODEL_HELP, input_shape_option, load_model, m
 @input_shape_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the groups as JSON.")
 def command(model, weights, input_shape, json_path):
-    from edgeprune.atomic import write_json
-    from edgeprune.graph import ChannelGraph
+    from edgeprune.files.atomic import write_json
+    from edgeprune.pruning.graph import ChannelGraph
 
     module, spec, shape = load_model(model, weights, input_shape)
     graph = ChannelGraph(module, shape)

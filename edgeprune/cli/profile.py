@@ -32,8 +32,8 @@ def command(model, target_name, runtime_name, threads, device, precision, runs, 
     runtime with --threads/--device/--precision. Inputs are random (a fresh set per run,
     generated before timing); latency is measured with perf_counter around each run.
     """
-    from edgeprune.atomic import write_json
     from edgeprune.errors import SpecError
+    from edgeprune.files.atomic import write_json
     from edgeprune.profile import ProfileConfig, format_report, profile_model
     from edgeprune.runtime import make_settings, parse_shape_option, runtime_entry
 

@@ -19,7 +19,13 @@ from edgeprune.cli._options import (
     target_option,
     weights_option,
 )
-from edgeprune.cli._train_options import data_options, open_data_for, set_threads, train_config, training_options
+from edgeprune.cli._train_options import (
+    data_options,
+    open_data_for,
+    set_threads,
+    train_config,
+    training_options,
+)
 
 
 @click.command("prune", help="Prune MODEL to an exact budget and physically slim it.\n\n" + MODEL_HELP)
@@ -50,9 +56,9 @@ from edgeprune.cli._train_options import data_options, open_data_for, set_thread
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for plan.json, model.pt and report.json.")
 def command(model, method, budget, min_keep, align, target, weights, input_shape, data_name, data_root, test_subset, epochs,
             consistency_lambda, finetune_epochs, train_subset, lr, batch_size, seed, resume, stop_after, threads, progress, out):
-    from edgeprune.artifacts import save_pruned
-    from edgeprune.budget import Budget
-    from edgeprune.pruning import prune_one_shot
+    from edgeprune.pruning.budget import Budget
+    from edgeprune.pruning.folder import save_pruned
+    from edgeprune.pruning.one_shot import prune_one_shot
     from edgeprune.train import jobs
 
     parsed = dataclasses.replace(Budget.parse(budget), min_keep=min_keep)  # cheap checks first: nothing is built on bad input

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import click
 
-from edgeprune.cli._options import MODEL_HELP, input_shape_option, load_model, model_argument, weights_option
-from edgeprune.cli._train_options import data_options, open_data_for, set_threads, train_config, training_options
+from edgeprune.cli._options import (
+    MODEL_HELP,
+    input_shape_option,
+    load_model,
+    model_argument,
+    weights_option,
+)
+from edgeprune.cli._train_options import (
+    data_options,
+    open_data_for,
+    set_threads,
+    train_config,
+    training_options,
+)
 
 
 @click.command(

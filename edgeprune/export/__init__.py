@@ -6,7 +6,13 @@ Importing this package imports neither torch nor any runtime; ``export_model`` d
 """
 
 from edgeprune.export.exporter import ExportResult, export_model
-from edgeprune.export.options import FORMATS, ExportError, ExportOptions, ExportParityError, parse_batch
+from edgeprune.export.options import (
+    FORMATS,
+    ExportError,
+    ExportOptions,
+    ExportParityError,
+    parse_batch,
+)
 from edgeprune.export.source import ExportSource, load_source
 
 __all__ = [

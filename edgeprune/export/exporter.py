@@ -79,10 +79,15 @@ def export_model(
     """
     import torch
 
-    from edgeprune.export.onnx import export_onnx, onnx_opset, simplify_onnx, write_metadata
+    from edgeprune.export.onnx import (
+        export_onnx,
+        onnx_opset,
+        simplify_onnx,
+        write_metadata,
+    )
     from edgeprune.export.parity import ParityTarget, check_parity
     from edgeprune.export.staging import Staging
-    from edgeprune.graph import count_flops_params
+    from edgeprune.pruning.graph import count_flops_params
 
     start = time.perf_counter()
     options.validate()
@@ -163,7 +168,7 @@ def export_model(
                 "timings_s": {k: round(v, 3) for k, v in timings.items()},
             }
             report["timings_s"]["total_s"] = round(time.perf_counter() - start, 3)
-            from edgeprune.atomic import write_json
+            from edgeprune.files.atomic import write_json
 
             write_json(tmp / REPORT_FILE, report)
             paths = stage.publish(published, marker=REPORT_FILE)

@@ -1,4 +1,4 @@
-"""torch vs exported files, on the fixed random inputs of ``edgeprune.parity.fixed_input``.
+"""torch vs exported files, on the fixed random inputs of ``edgeprune.pruning.parity.fixed_input``.
 
 Each exported file is opened with its runtime (ONNX -> ONNX Runtime, IR -> OpenVINO with
 ``INFERENCE_PRECISION_HINT=f32``, since on AMX CPUs OpenVINO otherwise runs FP32 models in
@@ -99,7 +99,7 @@ def check_parity(
     """
     import torch
 
-    from edgeprune.parity import fixed_input
+    from edgeprune.pruning.parity import fixed_input
 
     if opener is None:
         from edgeprune.runtime import open_runner as opener

@@ -49,7 +49,7 @@ def load_source(
     if path.is_dir():
         if weights is not None:
             raise SpecError(f"{src}: a prune folder carries its own weights (model.pt); drop --weights")
-        from edgeprune.artifacts import load_pruned
+        from edgeprune.pruning.folder import load_pruned
 
         model, plan, report = load_pruned(path)
         metadata = {

@@ -2,7 +2,7 @@
 
     with Staging(out_dir) as stage:          # .<name>.export-XXXX/ inside out_dir's parent
         write files into stage.path ...
-        stage.publish(["model.onnx", ...], marker="export.json")
+        stage.publish(["model.onnx", ..., "export.json"], marker="manifest.json")
 
 A failure anywhere inside the block removes the temporary folder (and any parent folders it
 had to create), so the destination gains nothing and keeps what it had. Publishing moves
@@ -79,9 +79,12 @@ class Staging:
 
 
 def _listed_files(marker: Path) -> set[str]:
-    """File names a previous export's marker lists (``files[].path``); empty when unreadable."""
+    """File names a previous run's marker lists (a manifest's ``files`` keys, or ``files[].path``);
+    empty when unreadable."""
     try:
-        data = json.loads(marker.read_text(encoding="utf-8"))
-        return {Path(f["path"]).name for f in data.get("files", []) if isinstance(f, dict) and "path" in f}
+        files = json.loads(marker.read_text(encoding="utf-8")).get("files", [])
+        if isinstance(files, dict):  # manifest.json: {name: {"bytes", "sha256"}}
+            return {Path(name).name for name in files}
+        return {Path(f["path"]).name for f in files if isinstance(f, dict) and "path" in f}
     except (OSError, ValueError, TypeError, AttributeError, KeyError):
         return set()

@@ -1,6 +1,12 @@
 """Pruning methods, one per file, registered by name (``--method NAME``)."""
 
 from edgeprune.methods import bn_scale, crsfp, dtp, magnitude, sfp  # noqa: F401  (registration)
-from edgeprune.methods.base import ImportanceMethod, available_methods, get_method, method_options, register
+from edgeprune.methods.base import (
+    ImportanceMethod,
+    available_methods,
+    get_method,
+    method_options,
+    register,
+)
 
 __all__ = ["ImportanceMethod", "available_methods", "get_method", "method_options", "register"]

@@ -1,16 +1,19 @@
-"""The protocol every pruning method follows, and the registry that finds them by name."""
+"""The protocols pruning methods follow (one-shot `ImportanceMethod`, training-time
+`TrainingMethod` with `MethodBase` defaults), and the registry that finds them by name."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
 from edgeprune.errors import MethodError
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
     from torch import nn
 
-    from edgeprune.graph import ChannelGraph
+    from edgeprune.data.batches import Batch
+    from edgeprune.pruning.graph import ChannelGraph
 
 
 @runtime_checkable
@@ -24,6 +27,90 @@ class ImportanceMethod(Protocol):
     name: str
 
     def scores(self, model: "nn.Module", graph: "ChannelGraph") -> list["np.ndarray"]: ...
+
+
+@runtime_checkable
+class TrainingMethod(Protocol):
+    """What a training-time method plugs into the trainer. Call order per run:
+
+        on_train_start(trainer)              once, after the optimizer exists (and before resume)
+        per step: on_step_start(step, total)  ->  loss(net, batch)
+                  [net(x) calls before_forward() (training mode), then forward(model, x)]
+                  -> on_step(loss) -> backward -> optimizer step -> after_step()
+        on_epoch_end(epoch) -> metrics        after every epoch, before evaluation and checkpoint
+
+    ``parameters()`` are trained with the network (no weight decay, lr x ``lr_scale``);
+    ``state_dict()`` must hold only tensors, numbers, strings, lists and dicts (it is
+    checkpointed with torch.save and loaded with weights_only=True).
+    """
+
+    name: str
+    training_time: bool
+    lr_scale: float
+    views: int
+
+    def parameters(self) -> list["nn.Parameter"]: ...
+    def on_train_start(self, trainer: Any) -> None: ...
+    def on_step_start(self, step: int, total_steps: int) -> None: ...
+    def before_forward(self) -> None: ...
+    def forward(self, model: "nn.Module", x: Any) -> "torch.Tensor": ...
+    def loss(self, net: "nn.Module", batch: "Batch") -> tuple["torch.Tensor", "torch.Tensor"]: ...
+    def on_step(self, loss: "torch.Tensor") -> "torch.Tensor": ...
+    def after_step(self) -> None: ...
+    def on_epoch_end(self, epoch: int) -> dict[str, float]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def report(self) -> dict[str, Any]: ...
+
+
+class MethodBase:
+    """No-op defaults for `TrainingMethod`; a method overrides what it needs."""
+
+    name = "none"
+    training_time = True
+    lr_scale = 1.0
+    views = 1  # two-view methods (CR-SFP) set 2 and override loss()
+
+    def parameters(self) -> list:
+        return []
+
+    def on_train_start(self, trainer) -> None:
+        pass
+
+    def on_step_start(self, step: int, total_steps: int) -> None:
+        pass
+
+    def before_forward(self) -> None:
+        pass
+
+    def forward(self, model, x):
+        """How the trainer's network runs ``x`` (two-view methods pass a tuple of views)."""
+        return model(x)
+
+    def loss(self, net, batch):
+        import torch.nn.functional as F
+
+        logits = net(batch.x)
+        return F.cross_entropy(logits, batch.labels), logits
+
+    def on_step(self, loss):
+        return loss
+
+    def after_step(self) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def report(self) -> dict[str, Any]:
+        """Method-specific fields for report.json (stored under the method's name)."""
+        return {}
 
 
 _REGISTRY: dict[str, Callable[[], ImportanceMethod]] = {}

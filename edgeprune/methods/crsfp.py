@@ -7,7 +7,7 @@ Two networks share one backbone (the model's weights):
   ``parameters()``), so DDP all-reduces its gradients and checkpoints hold it. R-NN swaps it
   in with a forward hook on the final Linear that returns ``r_head(its input)``.
 * P-NN: the same backbone with the SFP hard mask applied as output masks
-  (`edgeprune.masks.apply_masks` hooks on the groups' producers) and the model's own final
+  (`edgeprune.pruning.masks.apply_masks` hooks on the groups' producers) and the model's own final
   Linear.
 
 Every step takes two augmented views x1, x2 of the batch (``views = 2``) and minimises
@@ -130,7 +130,7 @@ class CRSFP(SoftMaskBase):
         self.r_head: nn.Linear | None = None
 
     def attach(self, model, graph, widths, init_scores) -> None:
-        from edgeprune.masks import apply_masks
+        from edgeprune.pruning.masks import apply_masks
 
         self.head_name, head = final_linear(model, graph.input_shape)
         super().attach(model, graph, widths, init_scores)

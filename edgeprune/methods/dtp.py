@@ -33,7 +33,7 @@ Temperature (our choice; the paper anneals automatically rather than by a hand-t
     near-tied scores, which a short run may not separate at any temperature.
 
 Scores start as the group's l1 norms, standardised per group, so training starts from the
-magnitude ranking. Keep counts come from `edgeprune.budget.allocate` with those l1 scores
+magnitude ranking. Keep counts come from `edgeprune.pruning.budget.allocate` with those l1 scores
 (ratio=, flops=, params=, honouring --align). Groups left whole get no scores. The final hard
 mask keeps exactly the top-k of P[:, keep] (ties to the lower index). In eval mode the model
 runs with the hard mask, so per-epoch test accuracy is that of the slim model.
@@ -48,11 +48,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeprune.budget import select_kept
 from edgeprune.errors import MethodError
-from edgeprune.methods.base import register
+from edgeprune.methods.base import MethodBase, register
 from edgeprune.methods.magnitude import group_magnitude
-from edgeprune.train.base import MethodBase
+from edgeprune.pruning.budget import select_kept
 
 _PAD = -1e30  # log-mass of padding rows (groups are stacked into one (G, N) tensor)
 _EPS_RANGE = (1e-7, 1e4)
@@ -168,7 +167,7 @@ class DTP(MethodBase):
 
     def attach(self, model: nn.Module, graph, widths: Sequence[int], init_scores: Sequence[np.ndarray]) -> None:
         """Create scores for every group that ``widths`` prunes and hook the masks into ``model``."""
-        from edgeprune.masks import apply_masks
+        from edgeprune.pruning.masks import apply_masks
 
         sizes = [g.size for g in graph.prunable]
         if len(widths) != len(sizes) or any(not 1 <= w <= n for w, n in zip(widths, sizes)):

@@ -21,7 +21,7 @@ Choices (ours, where the paper leaves room or works per layer):
   <= 0 stays dead through a ReLU, as in the original method).
 * Because the zeroed weights alone do not make the channel 0 (BatchNorm adds beta), eval
   mode applies the hard 0/1 mask to the groups' producer outputs
-  (`edgeprune.masks.apply_masks`, active only when the model is not training): the evaluated
+  (`edgeprune.pruning.masks.apply_masks`, active only when the model is not training): the evaluated
   network is exactly the pruned one, and the per-epoch evaluation, which runs right after the
   epoch-end re-selection and zeroing, is the slim model's accuracy.
 * At the end the last selection is zeroed and slimmed (`slim_with_parity`: masked == slim).
@@ -38,11 +38,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeprune.budget import select_kept
 from edgeprune.errors import MethodError
-from edgeprune.methods.base import register
+from edgeprune.methods.base import MethodBase, register
 from edgeprune.methods.magnitude import group_magnitude
-from edgeprune.train.base import MethodBase
+from edgeprune.pruning.budget import select_kept
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -133,7 +132,7 @@ class SFP(SoftMaskBase):
         self._handle = None
 
     def attach(self, model, graph, widths, init_scores) -> None:
-        from edgeprune.masks import apply_masks
+        from edgeprune.pruning.masks import apply_masks
 
         super().attach(model, graph, widths, init_scores)
         self._targets = zero_targets(model, graph)

@@ -295,7 +295,7 @@ def _check_values(cfg: PipelineConfig, err) -> None:
                 except (TypeError, ValueError, _Err) as e:
                     err("prune.options", str(e))
         resolved["training_time"] = training_time
-        from edgeprune.budget import Budget
+        from edgeprune.pruning.budget import Budget
 
         try:
             Budget.parse(prune["budget"])

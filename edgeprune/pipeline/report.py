@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune import __version__
-from edgeprune.atomic import atomic_write, write_json
+from edgeprune.files.atomic import atomic_write, write_json
 
 SCHEMA = "edgeprune.pipeline.report/1"
 VARIANTS = ("dense", "pruned", "pruned-int8")

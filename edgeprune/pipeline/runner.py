@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeprune.atomic import write_json
 from edgeprune.errors import EdgepruneError
+from edgeprune.files.atomic import write_json
 from edgeprune.pipeline import stages as S
 from edgeprune.pipeline.config import PipelineConfig, sha256_json
 

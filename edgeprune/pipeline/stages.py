@@ -62,9 +62,9 @@ def _input_shape(cfg: PipelineConfig):
 def stage_dense(ctx: Context, folder: Path) -> dict[str, Any] | None:
     import torch
 
-    from edgeprune.artifacts import MODEL
-    from edgeprune.atomic import save_torch
+    from edgeprune.files.atomic import save_torch
     from edgeprune.models import build_model
+    from edgeprune.pruning.folder import MODEL
 
     cfg = ctx.config
     model_cfg, train = cfg["model"], cfg["train"]
@@ -105,10 +105,10 @@ def stage_prune(ctx: Context, folder: Path) -> dict[str, Any] | None:
 
     import torch
 
-    from edgeprune.artifacts import MODEL, save_pruned
-    from edgeprune.budget import Budget
     from edgeprune.models import build_model
-    from edgeprune.pruning import prune_one_shot
+    from edgeprune.pruning.budget import Budget
+    from edgeprune.pruning.folder import MODEL, save_pruned
+    from edgeprune.pruning.one_shot import prune_one_shot
     from edgeprune.train import TrainConfig, jobs
 
     cfg = ctx.config
@@ -150,10 +150,10 @@ def stage_prune(ctx: Context, folder: Path) -> dict[str, Any] | None:
 
 
 def stage_export(ctx: Context, folder: Path) -> dict[str, Any]:
-    from edgeprune.artifacts import MODEL
     from edgeprune.export import ExportOptions, export_model, load_source
     from edgeprune.export.exporter import check_dependencies
     from edgeprune.models.preprocess import resolve_preprocess
+    from edgeprune.pruning.folder import MODEL
 
     cfg = ctx.config
     e, m = cfg["export"], cfg["model"]
@@ -222,8 +222,8 @@ def variant_files(ctx: Context) -> dict[str, dict[str, Path]]:
 
 
 def stage_evaluate(ctx: Context, folder: Path) -> dict[str, Any]:
-    from edgeprune.atomic import write_json
     from edgeprune.deployed_eval import evaluate_deployed
+    from edgeprune.files.atomic import write_json
 
     data = ctx.data(ctx.shape())
     if data is None:
@@ -247,7 +247,7 @@ def profile_path(ctx: Context, variant: str, target: str) -> Path:
 
 
 def stage_profile(ctx: Context, folder: Path) -> dict[str, Any]:
-    from edgeprune.atomic import write_json
+    from edgeprune.files.atomic import write_json
     from edgeprune.profile import ProfileConfig, profile_model
     from edgeprune.targets import load_target
 
@@ -284,9 +284,9 @@ def stage_profile(ctx: Context, folder: Path) -> dict[str, Any]:
 def stage_check(ctx: Context, folder: Path) -> dict[str, Any]:
     import dataclasses
 
-    from edgeprune.atomic import write_json
     from edgeprune.budget_check import check_budgets
     from edgeprune.errors import EdgepruneError
+    from edgeprune.files.atomic import write_json
     from edgeprune.targets import Budgets, load_target
 
     cfg = ctx.config

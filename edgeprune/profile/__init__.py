@@ -4,7 +4,12 @@ Imports no torch and no runtime (runtimes are imported when a runner is opened).
 """
 
 from edgeprune.profile.profiler import ProfileConfig, profile_model
-from edgeprune.profile.report import ReportError, format_report, load_report, validate_report
+from edgeprune.profile.report import (
+    ReportError,
+    format_report,
+    load_report,
+    validate_report,
+)
 from edgeprune.profile.stats import LatencyStats, MedianCI, median_ci, summarize
 
 __all__ = [

@@ -47,7 +47,6 @@ def expected_output(node: Any, weight: np.ndarray, mean_input: np.ndarray) -> np
 
     ``mean_input`` is the per-position mean of the layer input without the batch axis.
     """
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 

@@ -302,7 +302,7 @@ def quantize_onnx(
                 "files": [{"path": name} for name in published],
             }
             report["timings_s"]["total_s"] = round(time.perf_counter() - start, 3)
-            from edgeprune.atomic import write_json
+            from edgeprune.files.atomic import write_json
 
             write_json(stage.path / REPORT_FILE, _jsonable(report))
             paths = stage.publish(published, marker=REPORT_FILE)
@@ -517,10 +517,10 @@ def _has_openvino() -> bool:
 
 def _openvino(qdq: Path, xml: Path, calset: Any, ort_logits: np.ndarray, fp32_logits: np.ndarray) -> dict[str, Any]:
     """Convert the QDQ model to IR, run it on the same samples, and read its execution precisions."""
+    import onnx
+
     from edgeprune.export.openvino import convert_to_ir
     from edgeprune.quant.metrics import sqnr_db, top1_agreement
-
-    import onnx
 
     meta = {p.key: p.value for p in onnx.load(str(qdq), load_external_data=False).metadata_props
             if p.key.startswith("edgeprune.")}

@@ -1,5 +1,5 @@
 """Training: the loop (`Trainer`), its configuration, checkpoints, DDP, and the jobs the CLI runs."""
 
-from edgeprune.train.base import MethodBase, TrainConfig, TrainError, TrainingMethod, lr_at
+from edgeprune.train.base import TrainConfig, TrainError, lr_at
 
-__all__ = ["MethodBase", "TrainConfig", "TrainError", "TrainingMethod", "lr_at"]
+__all__ = ["TrainConfig", "TrainError", "lr_at"]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgeprune.atomic import save_torch
+from edgeprune.files.atomic import save_torch
 from edgeprune.train.base import TrainError
 
 FORMAT = "edgeprune.checkpoint/1"

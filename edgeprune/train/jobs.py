@@ -11,15 +11,15 @@ from typing import Any
 
 from torch import nn
 
-from edgeprune.artifacts import MODEL, PLAN, save_pruned
-from edgeprune.atomic import save_torch
-from edgeprune.budget import Budget, allocate
 from edgeprune.data.base import DataSplits
 from edgeprune.errors import SpecError
-from edgeprune.graph import ChannelGraph
+from edgeprune.files.atomic import save_torch
 from edgeprune.methods import get_method
-from edgeprune.plan import fingerprint
-from edgeprune.pruning import PruneResult, slim_with_parity
+from edgeprune.pruning.budget import Budget, allocate
+from edgeprune.pruning.folder import MODEL, PLAN, save_pruned
+from edgeprune.pruning.graph import ChannelGraph
+from edgeprune.pruning.one_shot import PruneResult, slim_with_parity
+from edgeprune.pruning.plan import fingerprint
 from edgeprune.train.base import TrainConfig
 from edgeprune.train.distributed import Dist, current
 from edgeprune.train.trainer import METRICS, Trainer, check_classes, evaluate
@@ -165,8 +165,8 @@ def with_accuracy(result: PruneResult, data: DataSplits, batch_size: int = 500) 
 def load_saved(src: str | Path) -> tuple[nn.Module, str, tuple[int, ...]]:
     """A model saved by `edgeprune train` (model.pt + metrics.json) or `edgeprune prune`
     (plan.json + model.pt + report.json): (model in eval mode, spec, input shape)."""
-    from edgeprune.artifacts import load_pruned
     from edgeprune.models import build_model
+    from edgeprune.pruning.folder import load_pruned
 
     src = Path(src)
     if not src.is_dir():

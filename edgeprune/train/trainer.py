@@ -21,10 +21,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeprune.atomic import write_json
 from edgeprune.data.base import DataError, DataSplits, ImageSet
-from edgeprune.data.batches import eval_batches, generator, num_train_batches, train_batches
-from edgeprune.train.base import MethodBase, TrainConfig, TrainError, TrainingMethod, lr_at
+from edgeprune.data.batches import (
+    eval_batches,
+    generator,
+    num_train_batches,
+    train_batches,
+)
+from edgeprune.files.atomic import write_json
+from edgeprune.methods.base import MethodBase, TrainingMethod
+from edgeprune.train.base import TrainConfig, TrainError, lr_at
 from edgeprune.train.checkpoint import (
     FILENAME,
     check_same_run,

@@ -8,12 +8,11 @@ import subprocess
 import sys
 import textwrap
 
+import onnx_models  # tests/onnx_models.py (tests/ is on sys.path)
 import pytest
 from click.testing import CliRunner
 
 from edgeprune.cli import main
-
-import onnx_models  # tests/onnx_models.py (tests/ is on sys.path)
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

@@ -3,7 +3,13 @@ import torch.nn.functional as F
 from data_helpers import fake_fashion_mnist
 
 from edgeprune.data import Augment, open_data
-from edgeprune.data.batches import augment_batch, eval_batches, generator, num_train_batches, train_batches
+from edgeprune.data.batches import (
+    augment_batch,
+    eval_batches,
+    generator,
+    num_train_batches,
+    train_batches,
+)
 
 
 def _data(tmp_path, n=100):

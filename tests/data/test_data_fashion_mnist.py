@@ -3,7 +3,13 @@ import pytest
 import torch
 from data_helpers import fake_fashion_mnist, write_idx
 
-from edgeprune.data import FASHION_MNIST_MEAN, FASHION_MNIST_NORMALIZATION, FASHION_MNIST_STD, DataError, open_data
+from edgeprune.data import (
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_NORMALIZATION,
+    FASHION_MNIST_STD,
+    DataError,
+    open_data,
+)
 from edgeprune.data.fashion_mnist import DEFAULT_ROOT, load_split, read_idx
 
 

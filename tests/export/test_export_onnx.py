@@ -69,7 +69,7 @@ def test_files_and_report(dense_export):
 
 def test_onnx_metadata_is_present_and_parseable(dense_export):
     model, shape, out, result = dense_export
-    from edgeprune.graph import count_flops_params
+    from edgeprune.pruning.graph import count_flops_params
 
     meta = read_metadata(out / "model.onnx")
     flops, params = count_flops_params(model, shape)

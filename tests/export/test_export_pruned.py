@@ -10,15 +10,15 @@ pytest.importorskip("openvino")
 
 from torch_helpers import randomize_batchnorm  # noqa: E402
 
-from edgeprune.artifacts import save_pruned  # noqa: E402
-from edgeprune.budget import Budget  # noqa: E402
 from edgeprune.errors import SpecError  # noqa: E402
 from edgeprune.export import export_model, load_source  # noqa: E402
 from edgeprune.export.onnx import read_metadata  # noqa: E402
 from edgeprune.export.source import plan_fingerprint  # noqa: E402
 from edgeprune.models import build_model  # noqa: E402
 from edgeprune.models.preprocess import resolve_preprocess  # noqa: E402
-from edgeprune.pruning import prune_one_shot  # noqa: E402
+from edgeprune.pruning.budget import Budget  # noqa: E402
+from edgeprune.pruning.folder import save_pruned  # noqa: E402
+from edgeprune.pruning.one_shot import prune_one_shot  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_pruned_export_parity_and_metadata(pruned_folder, tmp_path):
 
 
 def test_plan_fingerprint_is_stable_and_content_based(pruned_folder):
-    from edgeprune.plan import PruningPlan
+    from edgeprune.pruning.plan import PruningPlan
 
     folder, pruned = pruned_folder
     assert plan_fingerprint(PruningPlan.load(folder / "plan.json")) == plan_fingerprint(pruned.plan)

@@ -7,14 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeprune.budget import Budget, allocate
 from edgeprune.data.batches import Batch
 from edgeprune.errors import MethodError
-from edgeprune.graph import ChannelGraph
-from edgeprune.masks import apply_masks, plan_masks
 from edgeprune.methods import get_method
 from edgeprune.methods.crsfp import crsfp_loss, final_linear, symmetric_kl
 from edgeprune.models import build_model
+from edgeprune.pruning.budget import Budget, allocate
+from edgeprune.pruning.graph import ChannelGraph
+from edgeprune.pruning.masks import apply_masks, plan_masks
 
 
 def _logits(seed, n=16, c=10):

@@ -5,11 +5,18 @@ import pytest
 import torch
 from torch import nn
 
-from edgeprune.budget import Budget, allocate
 from edgeprune.errors import BudgetError, MethodError
-from edgeprune.graph import ChannelGraph
 from edgeprune.methods import get_method
-from edgeprune.methods.dtp import DTP, DTPConfig, binary_entropy, row_residual, sinkhorn_step, solve_eps
+from edgeprune.methods.dtp import (
+    DTP,
+    DTPConfig,
+    binary_entropy,
+    row_residual,
+    sinkhorn_step,
+    solve_eps,
+)
+from edgeprune.pruning.budget import Budget, allocate
+from edgeprune.pruning.graph import ChannelGraph
 
 
 def _stacked(sizes, keeps, seed=0):

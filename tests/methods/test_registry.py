@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from edgeprune.errors import MethodError
-from edgeprune.graph import ChannelGraph
 from edgeprune.methods import available_methods, get_method
+from edgeprune.pruning.graph import ChannelGraph
 
 
 def test_registry_lists_one_shot_methods():

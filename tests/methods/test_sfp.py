@@ -7,15 +7,15 @@ import pytest
 import torch
 from torch import nn
 
-from edgeprune.budget import Budget, allocate, select_kept
 from edgeprune.errors import MethodError
-from edgeprune.graph import ChannelGraph
-from edgeprune.masks import apply_masks, plan_masks
 from edgeprune.methods import get_method, method_options
 from edgeprune.methods.crsfp import CRSFP
 from edgeprune.methods.magnitude import group_magnitude
 from edgeprune.methods.sfp import SFP
 from edgeprune.models import build_model
+from edgeprune.pruning.budget import Budget, allocate, select_kept
+from edgeprune.pruning.graph import ChannelGraph
+from edgeprune.pruning.masks import apply_masks, plan_masks
 
 
 def _model(seed=0):

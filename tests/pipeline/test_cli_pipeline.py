@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 
 from click.testing import CliRunner
+from pipeline_helpers import write_tiny
 
 from edgeprune.cli import main
-from pipeline_helpers import write_tiny
 
 
 def test_bad_config_exits_2_and_writes_nothing(tmp_path):

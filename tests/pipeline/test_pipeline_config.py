@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pipeline_helpers import write_tiny
 
 from edgeprune.pipeline import PipelineConfigError, load_config
-from pipeline_helpers import write_tiny
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.toml"))
 

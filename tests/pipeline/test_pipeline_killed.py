@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from pipeline_helpers import write_tiny
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.name != "posix", reason="SIGKILL")]

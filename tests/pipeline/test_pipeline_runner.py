@@ -6,9 +6,9 @@ import json
 import shutil
 
 import pytest
+from pipeline_helpers import statuses, write_tiny
 
 from edgeprune.pipeline import PipelineError, load_config, run_pipeline
-from pipeline_helpers import statuses, write_tiny
 
 STAGE_NAMES = ["dense", "prune", "export", "quantize", "evaluate", "profile", "check"]
 

@@ -6,7 +6,12 @@ import pytest
 
 from edgeprune.errors import SpecError
 from edgeprune.profile import ProfileConfig
-from edgeprune.profile.compare import compare_models, format_comparison, parse_flops, read_onnx_metadata
+from edgeprune.profile.compare import (
+    compare_models,
+    format_comparison,
+    parse_flops,
+    read_onnx_metadata,
+)
 from edgeprune.runtime import make_settings
 
 

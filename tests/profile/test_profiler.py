@@ -7,9 +7,19 @@ import json
 import numpy as np
 import pytest
 
-from edgeprune.profile import ProfileConfig, format_report, profile_model, validate_report
+from edgeprune.profile import (
+    ProfileConfig,
+    format_report,
+    profile_model,
+    validate_report,
+)
 from edgeprune.profile.report import REQUIRED, ReportError, load_report
-from edgeprune.profile.timing import make_input_pool, pool_size, random_feeds, time_calls
+from edgeprune.profile.timing import (
+    make_input_pool,
+    pool_size,
+    random_feeds,
+    time_calls,
+)
 from edgeprune.runtime import InputSpec, RunnerError
 
 SPECS = [InputSpec("x", (2, 3, 4, 4), np.dtype(np.float32)), InputSpec("ids", (2, 5), np.dtype(np.int64))]

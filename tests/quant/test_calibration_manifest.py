@@ -13,7 +13,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 import quant_helpers as qh  # noqa: E402
 
 from edgeprune.quant.calibration import (  # noqa: E402
-    BUILTIN_DIR, CalibrationError, load_manifest, open_calibration,
+    BUILTIN_DIR,
+    CalibrationError,
+    load_manifest,
+    open_calibration,
 )
 
 

@@ -165,13 +165,12 @@ def test_bad_settings(tmp_path, tiny, calib):
 @pytest.fixture(scope="module")
 def resnet20_onnx(tmp_path_factory):
     pytest.importorskip("torch")
+    import torch
     from torch_helpers import randomize_batchnorm
 
     from edgeprune.export import ExportOptions, export_model
     from edgeprune.models import build_model
     from edgeprune.models.preprocess import FASHION_MNIST
-
-    import torch
 
     torch.manual_seed(0)  # the same network whatever ran before (a random one has near-tied logits)
     model, shape = build_model("edgeprune:resnet20")

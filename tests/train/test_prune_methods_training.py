@@ -7,12 +7,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from edgeprune.artifacts import load_pruned
-from edgeprune.budget import Budget
 from edgeprune.cli import main
 from edgeprune.data import open_data
 from edgeprune.models import build_model
-from edgeprune.parity import fixed_input
+from edgeprune.pruning.budget import Budget
+from edgeprune.pruning.folder import load_pruned
+from edgeprune.pruning.parity import fixed_input
 from edgeprune.train import TrainConfig
 from edgeprune.train.jobs import prune_while_training
 

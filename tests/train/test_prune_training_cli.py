@@ -6,9 +6,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from edgeprune.artifacts import load_pruned
 from edgeprune.cli import main
 from edgeprune.models import build_model
+from edgeprune.pruning.folder import load_pruned
 
 TINY = ["--train-subset", "128", "--test-subset", "64", "--batch-size", "32", "--no-progress"]
 

@@ -11,10 +11,10 @@ import torch.multiprocessing as mp
 def _worker(rank: int, world: int, init: str, root: str, out: str, method: str) -> None:
     import torch.distributed as dist
 
-    from edgeprune.budget import Budget
     from edgeprune.data import open_data
     from edgeprune.methods.sfp import SoftMaskBase
     from edgeprune.models import build_model
+    from edgeprune.pruning.budget import Budget
     from edgeprune.train import TrainConfig
     from edgeprune.train.distributed import current
     from edgeprune.train.jobs import prune_while_training

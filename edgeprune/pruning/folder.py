@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgeprune.atomic import save_torch, write_json
 from edgeprune.errors import PlanError, SpecError
-from edgeprune.plan import PruningPlan
+from edgeprune.files.atomic import save_torch, write_json
+from edgeprune.pruning.plan import PruningPlan
 
 PLAN, MODEL, REPORT = "plan.json", "model.pt", "report.json"
 
@@ -31,7 +31,7 @@ def load_pruned(folder: str | Path):
     import torch
 
     from edgeprune.models import build_model, load_weights
-    from edgeprune.slim import slim
+    from edgeprune.pruning.slim import slim
 
     folder = Path(folder)
     if not folder.is_dir():

@@ -2,12 +2,12 @@ import json
 
 import pytest
 
-from edgeprune.budget import Budget
 from edgeprune.errors import PlanError
 from edgeprune.models import build_model
-from edgeprune.plan import PruningPlan
-from edgeprune.pruning import prune_one_shot
-from edgeprune.slim import slim
+from edgeprune.pruning.budget import Budget
+from edgeprune.pruning.one_shot import prune_one_shot
+from edgeprune.pruning.plan import PruningPlan
+from edgeprune.pruning.slim import slim
 
 
 @pytest.fixture(scope="module")

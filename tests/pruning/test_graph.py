@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 from edgeprune.errors import GraphError
-from edgeprune.graph import ChannelGraph, count_flops_params
 from edgeprune.models import build_model
+from edgeprune.pruning.graph import ChannelGraph, count_flops_params
 
 
 def test_resnet20_groups_couple_residual_stream():

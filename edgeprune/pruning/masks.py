@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from edgeprune.graph import ChannelGraph
+from edgeprune.pruning.graph import ChannelGraph
 
 
 class MaskHandle:

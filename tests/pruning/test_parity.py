@@ -1,6 +1,6 @@
 import torch
 
-from edgeprune.parity import compare_outputs, fixed_input
+from edgeprune.pruning.parity import compare_outputs, fixed_input
 
 
 def test_fixed_input_is_reproducible():

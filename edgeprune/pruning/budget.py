@@ -26,8 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
-from edgeprune.cost import CostModel
 from edgeprune.errors import BudgetError
+from edgeprune.pruning.cost import CostModel
 
 KINDS = ("flops", "params", "ratio")
 MIN_KEEP = 0.2  # default floor: no group keeps fewer than this fraction of its channels

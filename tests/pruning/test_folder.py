@@ -1,9 +1,9 @@
 import torch
 
-from edgeprune.artifacts import load_pruned, save_pruned
-from edgeprune.budget import Budget
-from edgeprune.parity import compare_outputs, fixed_input
-from edgeprune.pruning import prune_one_shot
+from edgeprune.pruning.budget import Budget
+from edgeprune.pruning.folder import load_pruned, save_pruned
+from edgeprune.pruning.one_shot import prune_one_shot
+from edgeprune.pruning.parity import compare_outputs, fixed_input
 
 
 def test_save_and_load_pruned(resnet20, tmp_path):
@@ -22,7 +22,7 @@ def test_save_and_load_pruned(resnet20, tmp_path):
 def test_the_same_weights_give_the_same_bytes(resnet20, tmp_path):
     """Artifacts are byte-reproducible (torch.save would name its zip records after the random
     temporary file), so a re-run's hashes, and the pipeline's stage keys, stay the same."""
-    from edgeprune.atomic import save_torch
+    from edgeprune.files.atomic import save_torch
 
     model, _ = resnet20
     a, b = save_torch(tmp_path / "a" / "model.pt", model.state_dict()), save_torch(tmp_path / "b.pt", model.state_dict())

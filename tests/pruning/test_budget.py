@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from edgeprune.budget import Budget, allocate, allowed_widths, select_kept
-from edgeprune.cost import CostModel, Term, Width
 from edgeprune.errors import BudgetError
+from edgeprune.pruning.budget import Budget, allocate, allowed_widths, select_kept
+from edgeprune.pruning.cost import CostModel, Term, Width
 
 
 @pytest.mark.parametrize(

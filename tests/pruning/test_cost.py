@@ -2,7 +2,7 @@
 
 import sys
 
-from edgeprune.cost import CostModel, Term, Width
+from edgeprune.pruning.cost import CostModel, Term, Width
 
 
 def test_bilinear_cost_by_hand():
@@ -21,7 +21,7 @@ def test_bilinear_cost_by_hand():
 def test_cost_module_does_not_import_torch():
     import importlib
 
-    sys.modules.pop("edgeprune.cost", None)
+    sys.modules.pop("edgeprune.pruning.cost", None)
     before = "torch" in sys.modules
-    importlib.import_module("edgeprune.cost")
+    importlib.import_module("edgeprune.pruning.cost")
     assert before or "torch" not in sys.modules

@@ -2,10 +2,10 @@
 
 import pytest
 
-from edgeprune.budget import Budget, allocate
-from edgeprune.graph import ChannelGraph
 from edgeprune.methods import get_method
 from edgeprune.models import build_model
+from edgeprune.pruning.budget import Budget, allocate
+from edgeprune.pruning.graph import ChannelGraph
 
 
 @pytest.fixture(scope="module", params=["torchvision:resnet18", "torchvision:resnet50", "torchvision:mobilenet_v2"])

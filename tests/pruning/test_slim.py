@@ -2,15 +2,15 @@
 
 import pytest
 import torch
-
 from torch_helpers import randomize_batchnorm
-from edgeprune.budget import Budget
-from edgeprune.graph import ChannelGraph, count_flops_params
-from edgeprune.masks import apply_masks, plan_masks
+
 from edgeprune.models import build_model
-from edgeprune.parity import compare_outputs, fixed_input
-from edgeprune.pruning import prune_one_shot
-from edgeprune.slim import slim
+from edgeprune.pruning.budget import Budget
+from edgeprune.pruning.graph import ChannelGraph, count_flops_params
+from edgeprune.pruning.masks import apply_masks, plan_masks
+from edgeprune.pruning.one_shot import prune_one_shot
+from edgeprune.pruning.parity import compare_outputs, fixed_input
+from edgeprune.pruning.slim import slim
 
 MODELS = [
     "torchvision:resnet18",

@@ -9,14 +9,14 @@ from typing import Any
 from torch import nn
 
 from edgeprune import __version__
-from edgeprune.budget import Budget, allocate, select_kept
 from edgeprune.errors import EdgepruneError
-from edgeprune.graph import ChannelGraph
-from edgeprune.masks import apply_masks, plan_masks
 from edgeprune.methods import get_method
-from edgeprune.parity import compare_outputs, fixed_input
-from edgeprune.plan import PruningPlan, make_plan
-from edgeprune.slim import slim
+from edgeprune.pruning.budget import Budget, allocate, select_kept
+from edgeprune.pruning.graph import ChannelGraph
+from edgeprune.pruning.masks import apply_masks, plan_masks
+from edgeprune.pruning.parity import compare_outputs, fixed_input
+from edgeprune.pruning.plan import PruningPlan, make_plan
+from edgeprune.pruning.slim import slim
 
 PARITY_RTOL = 1e-4
 

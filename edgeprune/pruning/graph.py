@@ -18,8 +18,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from edgeprune.cost import CostModel, Term, Width
 from edgeprune.errors import GraphError
+from edgeprune.pruning.cost import CostModel, Term, Width
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _MIXING = _CONV + (nn.Linear,)  # layers whose input channels mix into outputs

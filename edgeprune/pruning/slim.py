@@ -11,8 +11,8 @@ import copy
 from torch import nn
 
 from edgeprune.errors import PlanError
-from edgeprune.graph import ChannelGraph
-from edgeprune.plan import PruningPlan, fingerprint
+from edgeprune.pruning.graph import ChannelGraph
+from edgeprune.pruning.plan import PruningPlan, fingerprint
 
 
 def check_plan_fits(plan: PruningPlan, model: nn.Module, graph: ChannelGraph) -> None:

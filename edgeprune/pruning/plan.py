@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from edgeprune.atomic import atomic_write
 from edgeprune.errors import PlanError
+from edgeprune.files.atomic import atomic_write
 
 SCHEMA = "edgeprune.plan/1"
 
