@@ -92,7 +92,7 @@ def logits_of(path: Path, images: np.ndarray, optimize: bool = True, batch: int 
 def fmnist(args) -> dict:
     from edgeprune.data import open_data
     from edgeprune.deployed_eval import evaluate_deployed
-    from edgeprune.quant import quantize_onnx
+    from edgeprune.quant import QuantizeConfig, quantize_onnx
     from edgeprune.quant.metrics import sqnr_db, top1, top1_agreement
 
     data = open_data("fashion-mnist", train_subset=1, test_subset=args.test_subset)
@@ -109,7 +109,8 @@ def fmnist(args) -> dict:
                 continue
             out = Path(args.out) / name / label.replace(" ", "_").replace("(", "").replace(")", "").replace("+", "")
             t = time.perf_counter()
-            r = quantize_onnx(path, args.calib, out, progress=False, openvino=False, reduce_range=args.reduce_range, **kw)
+            config = QuantizeConfig(openvino=False, reduce_range=args.reduce_range, **kw)
+            r = quantize_onnx(path, args.calib, out, config, progress=False)
             got = logits_of(r.files["onnx"], images, optimize=r.report["act_bits"] == 8)
             row = {
                 "setting": label, "top1": top1(got, labels), "sqnr_db": sqnr_db(ref, got),
@@ -152,7 +153,7 @@ def export_effnet(out: Path) -> Path:
 
 
 def effnet(args) -> dict:
-    from edgeprune.quant import quantize_onnx
+    from edgeprune.quant import QuantizeConfig, quantize_onnx
     from edgeprune.quant.calibration import open_calibration
     from edgeprune.quant.metrics import sqnr_db, top1, top1_agreement
 
@@ -167,7 +168,8 @@ def effnet(args) -> dict:
              "sqnr_db": None, "agreement": 1.0}]
     for label, kw in EFFNET_CONFIGS:
         out = Path(args.out) / "effnet" / label.replace(" ", "_").replace("(", "").replace(")", "").replace("+", "")
-        r = quantize_onnx(fp32, calib, out, progress=False, openvino=True, reduce_range=args.reduce_range, **kw)
+        r = quantize_onnx(fp32, calib, out, QuantizeConfig(openvino=True, reduce_range=args.reduce_range, **kw),
+                          progress=False)
         got = logits_of(r.files["onnx"], held, batch=10)
         ov = r.report["openvino"] or {}
         rows.append({"setting": label, "top1": top1(got, held_labels), "sqnr_db": sqnr_db(ref, got),

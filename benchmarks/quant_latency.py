@@ -54,7 +54,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from edgeprune.profile import ProfileConfig
     from edgeprune.profile.compare import compare_models
-    from edgeprune.quant import quantize_onnx
+    from edgeprune.quant import QuantizeConfig, quantize_onnx
     from edgeprune.runtime.onnxruntime import OrtSettings
     from edgeprune.runtime.openvino import OpenVINOSettings
 
@@ -64,8 +64,8 @@ def main() -> None:
         fp32 = export(spec, out / name / "fp32")
         q = out / name / "int8"
         if not (q / "quantize.json").is_file():
-            quantize_onnx(fp32, "calibration/foolbox-imagenet.toml", q, method="aciq", bias_correction=True,
-                          progress=False, openvino=True)
+            quantize_onnx(fp32, "calibration/foolbox-imagenet.toml", q,
+                          QuantizeConfig(method="aciq", bias_correction=True, openvino=True), progress=False)
         pairs[name] = (fp32, q)
     config = ProfileConfig(runs=args.runs, warmup=args.warmup, batch=1)
     rows = []

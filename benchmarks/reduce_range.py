@@ -52,14 +52,14 @@ def openvino_logits(xml: Path, onnx_path: Path, images: np.ndarray, batch: int) 
 
 
 def measure(name: str, fp32: Path, calib: str, images: np.ndarray, labels: np.ndarray, out: Path, batch: int):
-    from edgeprune.quant import quantize_onnx
+    from edgeprune.quant import QuantizeConfig, quantize_onnx
     from edgeprune.quant.metrics import sqnr_db, top1, top1_agreement
 
     ref = logits_of(fp32, images, batch=batch)
     rows = [{"model": name, "setting": "fp32", "top1": top1(ref, labels)}]
     for setting in ("off", "on"):
-        r = quantize_onnx(fp32, calib, out / name / setting, method="aciq", bias_correction=True,
-                          reduce_range=setting, progress=False, openvino=True)
+        config = QuantizeConfig(method="aciq", bias_correction=True, reduce_range=setting, openvino=True)
+        r = quantize_onnx(fp32, calib, out / name / setting, config, progress=False)
         q = r.files["onnx"]
         views = {"ORT int8": logits_of(q, images, batch=batch),
                  "float QDQ": logits_of(q, images, optimize=False, batch=batch),

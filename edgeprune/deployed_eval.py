@@ -27,7 +27,7 @@ def read_preprocess(path: str | os.PathLike) -> dict[str, Any] | None:
 
         meta = read_ir_metadata(path)
     else:
-        from edgeprune.export.onnx import read_metadata
+        from edgeprune.files.onnx_metadata import read_metadata
 
         meta = read_metadata(path)
     text = meta.get("edgeprune.preprocess")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from edgeprune.pruning.request import DEFAULT_TARGET
+
 model_argument = click.argument("model", metavar="MODEL")
 
 weights_option = click.option(
@@ -36,7 +38,6 @@ def load_model(model: str, weights: str | None, input_shape: str | None):
     return module, spec.text, shape
 
 
-DEFAULT_TARGET = "x86-ort-1t"
 
 align_option = click.option(
     "--align",
@@ -51,18 +52,3 @@ target_option = click.option(
     show_default=True,
     help="Device target (targets/NAME.toml) whose alignment --align auto uses.",
 )
-
-
-def resolve_align(align: str, target: str) -> int:
-    """'auto' -> the target's alignment; otherwise a positive integer."""
-    if align == "auto":
-        from edgeprune.targets import load_target
-
-        return load_target(target).align
-    try:
-        value = int(align)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise click.BadParameter(f"must be a positive integer or 'auto', got {align!r}", param_hint="--align")
-    return value

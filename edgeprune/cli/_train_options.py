@@ -58,7 +58,8 @@ def set_threads(threads):
 
 
 def train_config(epochs, lr, batch_size, seed, from_weights: bool):
+    from edgeprune.pruning.request import LR_FROM_SCRATCH, LR_FROM_TRAINED
     from edgeprune.train import TrainConfig
 
-    default_lr = 0.01 if from_weights else 0.1
+    default_lr = LR_FROM_TRAINED if from_weights else LR_FROM_SCRATCH
     return TrainConfig(epochs=epochs, lr=lr if lr is not None else default_lr, batch_size=batch_size, seed=seed)

@@ -12,8 +12,8 @@ from edgeprune.cli._train_options import data_options, set_threads
 
 @click.command(
     "eval",
-    help="Evaluate SRC on the test split of --data: a folder written by `edgeprune train` (model.pt + "
-    "metrics.json) or `edgeprune prune` (plan.json + model.pt) runs in torch; a model.onnx runs in ONNX "
+    help="Evaluate SRC on the test split of --data: a folder written by `edgeprune train` or "
+    "`edgeprune prune` (checked against its manifest.json) runs in torch; a model.onnx runs in ONNX "
     "Runtime and a model.xml in OpenVINO (f32), fed as the file's edgeprune.preprocess metadata says.",
 )
 @click.argument("src", type=click.Path(exists=True))
@@ -25,7 +25,7 @@ from edgeprune.cli._train_options import data_options, set_threads
 def command(src, data_name, data_root, test_subset, batch_size, threads, runtime, json_path):
     from edgeprune.data import open_data
     from edgeprune.files.atomic import write_json
-    from edgeprune.train.jobs import load_saved
+    from edgeprune.models.saved import load_saved
     from edgeprune.train.trainer import check_classes, evaluate
 
     if data_name is None:
@@ -41,7 +41,8 @@ def command(src, data_name, data_root, test_subset, batch_size, threads, runtime
         if json_path:
             write_json(json_path, {"src": str(src), "data": data.test.name, **result})
         return
-    model, spec, shape = load_saved(src)
+    saved = load_saved(src)
+    model, spec, shape = saved.model, saved.spec, saved.input_shape
     data = open_data(data_name, root=data_root, input_shape=shape, train_subset=1, test_subset=test_subset)
     check_classes(model, data, spec)
     result = evaluate(model, data.test, batch_size)

@@ -9,10 +9,10 @@ from edgeprune.cli._options import MODEL_HELP, input_shape_option, weights_optio
 HELP = (
     "Export SRC to ONNX and/or OpenVINO IR in --out, after checking that torch, ONNX Runtime "
     "and OpenVINO (f32) compute the same logits. A failed check writes nothing.\n\n"
-    "SRC is the folder written by `edgeprune prune` (plan.json + model.pt + report.json) or a "
-    "model spec. " + MODEL_HELP + "\n\n"
+    "SRC is a folder written by `edgeprune prune` or `edgeprune train` (its manifest.json says what "
+    "the model was fed: no --mean/--std needed) or a model spec. " + MODEL_HELP + "\n\n"
     "Files: model.onnx (input 'input', output 'logits', preprocessing and FLOPs in "
-    "metadata_props), model.xml + model.bin, export.json (files, sizes, parity, versions)."
+    "metadata_props), model.xml + model.bin, export.json (files, sizes, parity, versions), manifest.json."
 )
 
 
@@ -31,12 +31,11 @@ HELP = (
     "--batch", default="dynamic", show_default=True,
     help="'dynamic' (any batch; parity checked at 1 and 2) or a fixed batch size N.",
 )
-@click.option("--mean", default=None, help="Per-channel mean for pixels in [0,1], e.g. 0.485,0.456,0.406 (default: the model's).")
-@click.option("--std", default=None, help="Per-channel std for pixels in [0,1], e.g. 0.229,0.224,0.225 (default: the model's).")
+@click.option("--mean", default=None, help="Per-channel mean for pixels in [0,1], e.g. 0.485,0.456,0.406 (default: what SRC's folder records, else the spec's).")
+@click.option("--std", default=None, help="Per-channel std for pixels in [0,1], e.g. 0.229,0.224,0.225 (default: what SRC's folder records, else the spec's).")
 def command(src, formats, out, fp16, opset, weights, input_shape, batch, mean, std):
     from edgeprune.export import ExportOptions, export_model, load_source, parse_batch
     from edgeprune.models import parse_input_shape
-    from edgeprune.models.preprocess import resolve_preprocess
 
     # Cheap checks first: nothing is built on bad input.
     fixed = parse_batch(batch)
@@ -51,9 +50,9 @@ def command(src, formats, out, fp16, opset, weights, input_shape, batch, mean, s
             f"--input-shape has batch {shape[0]} but --batch is {fixed}; give one of them", param_hint="--batch"
         )
     source = load_source(src, weights=weights, input_shape=shape)
-    preprocess = resolve_preprocess(source.spec, source.input_shape, mean, std)
     result = export_model(
-        source.model, source.input_shape, out, preprocess=preprocess, metadata=source.metadata, options=options
+        source.model, source.input_shape, out, preprocess=source.resolve_preprocess(mean, std),
+        metadata=source.metadata, options=options, classes=source.classes,
     )
     r = result.report
     dims = "x".join("N" if d == "batch" else str(d) for d in r["input_shape"])

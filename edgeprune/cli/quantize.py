@@ -1,4 +1,5 @@
-"""`edgeprune quantize`: fp32 ONNX + calibration manifest -> QDQ int8 ONNX (+ IR) + quantize.json."""
+"""`edgeprune quantize`: fp32 ONNX + calibration manifest -> QDQ int8 ONNX (+ IR), quantize.json,
+manifest.json."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import click
 HELP = (
     "Quantize MODEL (an fp32 ONNX file) with the calibration images a manifest names "
     "(calibration/NAME.toml, or a bare NAME). Writes --out/model.onnx (QDQ: uint8 activations, "
-    "int8 per-channel weights), model.xml + model.bin (OpenVINO IR, for 8-bit runs) and "
-    "quantize.json (ranges, SQNR and top-1 agreement vs fp32 on the manifest's held-out samples).\n\n"
+    "int8 per-channel weights), model.xml + model.bin (OpenVINO IR, for 8-bit runs), "
+    "quantize.json (ranges, SQNR and top-1 agreement vs fp32 on the manifest's held-out samples), "
+    "and manifest.json (the folder's artifact manifest, written last).\n\n"
     "Methods: aciq (analytical clipping, Banner et al.), or onnxruntime's minmax, entropy and "
     "percentile calibrators as baselines. W8A8 runs as real int8; lower bit widths are simulated "
     "(exact numbers, no speedup) and the report says so. Preprocessing comes from the model's "
@@ -40,13 +42,14 @@ HELP = (
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for model.onnx and quantize.json.")
 def command(model, calib, method, weight_bits, act_bits, bias_correction, bias_correction_kind, bit_allocation,
             openvino, reduce_range, progress, out):
-    from edgeprune.quant import quantize_onnx
+    from edgeprune.quant import QuantizeConfig, quantize_onnx
 
-    result = quantize_onnx(
-        model, calib, out, method=method, weight_bits=weight_bits, act_bits=int(act_bits),
-        bias_correction=bias_correction_kind if bias_correction else False, progress=progress,
+    config = QuantizeConfig(
+        method=method, weight_bits=weight_bits, act_bits=int(act_bits),
+        bias_correction=bias_correction_kind if bias_correction else None,
         bit_allocation=bit_allocation, openvino=openvino, reduce_range=reduce_range,
     )
+    result = quantize_onnx(model, calib, out, config, progress=progress)
     click.echo(format_summary(result.report, out))
 
 
@@ -90,5 +93,5 @@ def format_summary(r: dict, out: str) -> str:
         lines.append(f"  WARNING: {w}")
     for f in r["files"]:
         lines.append(f"  wrote  {out}/{f['path']}")
-    lines.append(f"  wrote  {out}/quantize.json  ({r['timings_s']['total_s']:.1f} s)")
+    lines.append(f"  wrote  {out}/quantize.json, {out}/manifest.json  ({r['timings_s']['total_s']:.1f} s)")
     return "\n".join(lines)

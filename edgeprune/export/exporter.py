@@ -9,7 +9,6 @@ ONNX Runtime and OpenVINO agree; a failed export leaves ``out_dir`` as it was.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +56,7 @@ def export_model(
     metadata: Mapping[str, str] | None = None,
     options: ExportOptions = ExportOptions(),
     opener: Callable[..., Any] | None = None,
+    classes: Sequence[str] | None = None,
 ) -> ExportResult:
     """Export ``model`` to ``options.formats`` in ``out_dir``, checked against torch.
 
@@ -71,6 +71,7 @@ def export_model(
             FLOPs, params, preprocess and version are computed here.
         options: formats, opset, batch, fp16, tolerances.
         opener: runner factory for the parity check (default ``edgeprune.runtime.open_runner``).
+        classes: the model's class names, for the folder's manifest.json (None when unknown).
 
     Raises:
         ExportError: bad options, unexportable model; ExportParityError: a runtime disagrees
@@ -79,14 +80,10 @@ def export_model(
     """
     import torch
 
-    from edgeprune.export.onnx import (
-        export_onnx,
-        onnx_opset,
-        simplify_onnx,
-        write_metadata,
-    )
+    from edgeprune.export.onnx import export_onnx, onnx_opset, simplify_onnx
     from edgeprune.export.parity import ParityTarget, check_parity
     from edgeprune.export.staging import Staging
+    from edgeprune.files.onnx_metadata import write_metadata
     from edgeprune.pruning.graph import count_flops_params
 
     start = time.perf_counter()
@@ -169,13 +166,17 @@ def export_model(
             }
             report["timings_s"]["total_s"] = round(time.perf_counter() - start, 3)
             from edgeprune.files.atomic import write_json
+            from edgeprune.files.manifest import MANIFEST, preprocess_record, write_manifest
 
             write_json(tmp / REPORT_FILE, report)
-            paths = stage.publish(published, marker=REPORT_FILE)
+            write_manifest(tmp, "export", [*published, REPORT_FILE], spec=props.get("edgeprune.spec"),
+                           input_shape=graph_shape, classes=classes, settings=options.to_json(),
+                           preprocess=preprocess_record(preprocess.mean, preprocess.std, preprocess.name))
+            paths = stage.publish([*published, REPORT_FILE], marker=MANIFEST)
     finally:
         model.train(was_training)
     roles = {ONNX_FILE: "onnx", IR_XML_FILE: "openvino_xml", IR_BIN_FILE: "openvino_bin", REPORT_FILE: "report"}
-    return ExportResult(Path(out_dir), {roles[p.name]: p for p in paths}, report)
+    return ExportResult(Path(out_dir), {roles[p.name]: p for p in paths if p.name in roles}, report)
 
 
 def _export_shape(input_shape: Sequence[int], options: ExportOptions) -> tuple[int, ...]:
@@ -209,12 +210,10 @@ def _parity_message(failed: Sequence[Any], out_dir: Path) -> str:
 
 
 def _file_entry(path: Path, name: str) -> dict[str, Any]:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    from edgeprune.files.hashing import sha256_file
+
     fmt = "onnx" if name.endswith(".onnx") else "openvino"
-    return {"path": name, "format": fmt, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    return {"path": name, "format": fmt, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def _versions(onnxsim_version: str | None, openvino_version: str | None) -> dict[str, str | None]:

@@ -32,15 +32,15 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 from edgeprune.export.options import ExportError
+from edgeprune.files.onnx_metadata import drop_props
 from edgeprune.runtime.base import require
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 BATCH_DIM = "batch"
-METADATA_PREFIX = "edgeprune."
 
 
 def export_onnx(
@@ -229,7 +229,7 @@ def simplify_onnx(path: str | os.PathLike) -> SimplifyOutcome:
         return SimplifyOutcome(False, f"onnxsim failed: {type(err).__name__}: {first}", version)
     if not ok:
         return SimplifyOutcome(False, "onnxsim reported that its simplified model failed its check", version)
-    _drop_props(simplified, "onnxsim.")
+    drop_props(simplified, "onnxsim.")
     onnx.save(simplified, str(path))
     return SimplifyOutcome(True, None, version)
 
@@ -240,31 +240,6 @@ def _supported(fn: Any, **kwargs: Any) -> dict[str, Any]:
 
     params = inspect.signature(fn).parameters
     return {k: v for k, v in kwargs.items() if k in params}
-
-
-def _drop_props(model: Any, prefix: str) -> None:
-    keep = [p for p in model.metadata_props if not p.key.startswith(prefix)]
-    del model.metadata_props[:]
-    model.metadata_props.extend(keep)
-
-
-def write_metadata(path: str | os.PathLike, metadata: Mapping[str, str]) -> None:
-    """Replace the file's ``edgeprune.*`` metadata_props with ``metadata`` (string values)."""
-    import onnx
-
-    model = onnx.load(str(path))
-    _drop_props(model, METADATA_PREFIX)
-    for key, value in metadata.items():
-        prop = model.metadata_props.add()
-        prop.key, prop.value = key, value
-    onnx.save(model, str(path))
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """All ``metadata_props`` of an ONNX file (weights are not loaded)."""
-    onnx = require("onnx", "onnx")
-    model = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
 
 
 def onnx_opset(path: str | os.PathLike) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from edgeprune.export.onnx import METADATA_PREFIX
+from edgeprune.files.onnx_metadata import PREFIX as METADATA_PREFIX
 from edgeprune.export.options import ExportError
 from edgeprune.runtime.base import require
 

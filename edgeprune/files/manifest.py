@@ -189,7 +189,7 @@ def _verify_file(folder: Path, name: str, entry: dict[str, Any]) -> None:
     path = folder / name
     rerun = "the folder mixes files of two runs or a file was changed after it was written; run the command that wrote it again"
     if not path.is_file():
-        raise ArtifactError(f"{path}: listed in {folder / MANIFEST} but missing; {rerun}")
+        raise ArtifactError(f"{folder}: missing {name}, which its {MANIFEST} lists; {rerun}")
     size = path.stat().st_size
     if size != entry["bytes"]:
         raise ArtifactError(f"{path}: {size} bytes, but {folder / MANIFEST} says {entry['bytes']}; {rerun}")

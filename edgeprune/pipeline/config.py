@@ -8,8 +8,6 @@ manifests) are relative to the config file's folder.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune.errors import EdgepruneError
+from edgeprune.files.hashing import sha256_json
+from edgeprune.files.toml import load_toml
 
 SCHEMA = "edgeprune.pipeline.config/1"
 VARIANTS = ("dense", "pruned", "pruned-int8")
@@ -103,6 +103,28 @@ class PipelineConfig:
     def name(self) -> str:
         return self.sections[""]["name"]
 
+    def prune_request(self, out: Path, input_shape: tuple[int, ...] | None = None):
+        """The [prune] section as the prune job's request: the dense stage's model.pt (under
+        ``out``'s parent) pruned into ``out``; ``align = "auto"`` takes the first target's."""
+        from edgeprune.pruning.request import PruneRequest
+
+        p, d, targets = self.sections["prune"], self.sections["data"], self.resolved.get("targets") or []
+        data = {} if d is None else {
+            "data": self.resolved.get("data"), "data_root": self.resolved.get("data_root"),
+            "train_subset": d.get("train_subset"), "test_subset": d.get("test_subset"),
+            "eval_batch_size": d.get("eval_batch_size"),
+        }
+        return PruneRequest.build(
+            model=self.sections["model"].get("spec", ""), budget=p.get("budget", ""), out=str(out),
+            method=p.get("method", ""), options=p.get("options") or {},
+            weights=str(Path(out).parent / "dense" / "model.pt"),
+            weights_trained=self.sections["train"] is not None or self.sections["model"].get("weights") is not None,
+            input_shape=input_shape, min_keep=p.get("min_keep"), align=p.get("align"),
+            target=targets[0] if targets else "", epochs=p.get("epochs"),
+            finetune_epochs=p.get("finetune_epochs"), lr=p.get("lr"), batch_size=p.get("batch_size"),
+            seed=p.get("seed"), **data,
+        )
+
     def section_hash(self, *names: str, extra: Any = None) -> str:
         payload = {n: self.sections.get(n) for n in names}
         if extra is not None:
@@ -110,24 +132,11 @@ class PipelineConfig:
         return sha256_json(payload)
 
 
-def sha256_json(obj: Any) -> str:
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _toml_load(path: Path) -> tuple[dict[str, Any], str]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise PipelineConfigError(f"{path}: cannot read the pipeline config: {err.strerror}") from None
-    try:
-        return tomllib.loads(raw.decode()), hashlib.sha256(raw).hexdigest()
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise PipelineConfigError(f"{path}: not valid TOML: {err}") from None
+def pipeline_name(name: str) -> str:
+    """How a pipeline config spells a prune request field."""
+    special = {"data": "a [data] section", "model": "model.spec", "weights": "model.weights",
+               "input_shape": "model.input_shape", "target": "targets.names[0]"}
+    return special.get(name, f"prune.{name}")
 
 
 def default_model_name(spec: str) -> str:
@@ -139,7 +148,7 @@ def default_model_name(spec: str) -> str:
 def load_config(path: str | os.PathLike) -> PipelineConfig:
     """Read and validate the whole config; PipelineConfigError lists every problem found."""
     path = Path(path)
-    data, digest = _toml_load(path)
+    data, digest = load_toml(path, "pipeline config", PipelineConfigError)
     errors: list[str] = []
 
     def err(where: str, message: str) -> None:
@@ -202,7 +211,7 @@ def _check_values(cfg: PipelineConfig, err) -> None:
     """Semantic checks; each goes through ``err(dotted, message)``."""
     from edgeprune.errors import EdgepruneError as _Err
 
-    model, data, train, prune = cfg["model"], cfg["data"], cfg["train"], cfg["prune"]
+    model, data, train = cfg["model"], cfg["data"], cfg["train"]
     export, quant, targets, budgets = cfg["export"], cfg["quantize"], cfg["targets"], cfg["budgets"]
     resolved = cfg.resolved
     top = cfg[""]
@@ -275,53 +284,15 @@ def _check_values(cfg: PipelineConfig, err) -> None:
             if train.get("batch_size", 2) < 2:
                 err("train.batch_size", "must be at least 2 (BatchNorm)")
 
-    def _check_prune():  # [prune]
-        from edgeprune.methods import available_methods, get_method
-        from edgeprune.methods.base import method_options
-
-        method = prune["method"]
-        training_time = False
-        if method not in available_methods():
-            err("prune.method", f"unknown method {method!r}; available: {', '.join(available_methods())}")
-        else:
-            allowed = method_options(method)
-            unknown = sorted(set(prune["options"]) - set(allowed))
-            if unknown:
-                err(f"prune.options.{unknown[0]}", f"method {method!r} has no such option; "
-                    + (f"allowed: {', '.join(allowed)}" if allowed else "it takes no options"))
-            else:
-                try:
-                    training_time = bool(getattr(get_method(method, **prune["options"]), "training_time", False))
-                except (TypeError, ValueError, _Err) as e:
-                    err("prune.options", str(e))
-        resolved["training_time"] = training_time
-        from edgeprune.pruning.budget import Budget
-
-        try:
-            Budget.parse(prune["budget"])
-        except _Err as e:
-            err("prune.budget", str(e))
-        if not 0.0 <= prune["min_keep"] <= 1.0:
-            err("prune.min_keep", f"must be a fraction in [0, 1], got {prune['min_keep']}")
-        if prune["align"] != "auto" and prune["align"] < 1:
-            err("prune.align", f"must be a positive integer or \"auto\", got {prune['align']}")
-        if training_time:
-            if prune.get("epochs") is None:
-                err("prune.epochs", f"method {method} prunes while training: give the number of epochs")
-            if data is None:
-                err("prune.method", f"method {method} prunes while training: it needs a [data] section")
-            if prune["finetune_epochs"]:
-                err("prune.finetune_epochs", f"is for one-shot methods; {method} trains with its masks for prune.epochs")
-        elif method in available_methods():
-            if prune.get("epochs") is not None:
-                err("prune.epochs", f"trains a training-time method; to fine-tune after {method} use prune.finetune_epochs")
-            if prune["finetune_epochs"] and data is None:
-                err("prune.finetune_epochs", "fine-tuning needs a [data] section")
-        for key in ("epochs", "lr", "batch_size"):
-            if prune.get(key) is not None and not prune[key] > 0:
-                err(f"prune.{key}", f"must be positive, got {prune[key]}")
-        if prune["finetune_epochs"] < 0:
-            err("prune.finetune_epochs", "must be >= 0")
+    def _check_prune():  # [prune]: the prune job's own checks, named as this file spells them
+        request = cfg.prune_request(Path("prune"))
+        problems = [(n, m) for n, m in request.problems(pipeline_name) if n != "model"]  # [model] says it
+        for name, message in problems:
+            err("prune.method" if name == "data" else pipeline_name(name), message)
+        bad = {name for name, _ in problems}
+        resolved["training_time"] = request.training_time if not bad & {"method", "options"} and not any(
+            n.startswith("options.") for n in bad) else False
+        resolved["align"] = None if bad & {"align", "target"} else request.resolved_align()
 
     def _check_export():  # [export]
         from edgeprune.export.options import FORMATS, ExportOptions
@@ -340,23 +311,16 @@ def _check_values(cfg: PipelineConfig, err) -> None:
     def _check_quantize():  # [quantize]
         if quant is not None and quant["enabled"]:
             try:
-                from edgeprune.quant import quantize_onnx  # noqa: F401
+                from edgeprune.quant import QuantizeConfig
                 from edgeprune.quant.calibration import find_manifest
-                from edgeprune.quant.quantize import setting_errors
             except ImportError as e:
                 err("quantize.enabled", f"edgeprune.quant is not available ({e}); set enabled = false or drop [quantize]")
             else:
-                for key, message in setting_errors(quant["method"], quant["weight_bits"], quant["act_bits"]).items():
+                config = QuantizeConfig(method=quant["method"], weight_bits=quant["weight_bits"],
+                                        act_bits=quant["act_bits"], bias_correction=quant["bias_correction"],
+                                        reduce_range=quant["reduce_range"])
+                for key, message in config.errors().items():
                     err(f"quantize.{key}", message)
-                from edgeprune.quant.reduce_range import resolve_reduce_range
-
-                try:
-                    resolve_reduce_range(quant["reduce_range"], machine={})
-                except _Err as e:
-                    err("quantize.reduce_range", str(e))
-                bc = quant["bias_correction"]
-                if isinstance(bc, str) and bc not in ("data", "mean-var", "both"):
-                    err("quantize.bias_correction", f"must be true, false, \"data\", \"mean-var\" or \"both\", got {bc!r}")
                 if quant.get("calib") is None:
                     err("quantize.calib", "is required: a calibration manifest (calibration/NAME.toml name or a .toml path)")
                 else:
@@ -388,10 +352,6 @@ def _check_values(cfg: PipelineConfig, err) -> None:
                 err(f"targets.{key}", f"must be at least {low}, got {targets[key]}")
         resolved["targets"] = [t.name for t in loaded]
         resolved["target_files"] = {t.name: t.source for t in loaded}
-        if prune["align"] == "auto":
-            resolved["align"] = loaded[0].align if loaded else None
-        else:
-            resolved["align"] = prune["align"]
 
     def _check_budgets():  # [budgets]
         if budgets is not None:
@@ -410,7 +370,8 @@ def _check_values(cfg: PipelineConfig, err) -> None:
                 elif variant == "pruned-int8" and not (quant is not None and quant["enabled"]):
                     err(f"budgets.latency_ms.{variant}", "needs an enabled [quantize] section")
 
-    for check in (_check_model, _check_data, _check_train, _check_prune, _check_export, _check_quantize, _check_targets, _check_budgets):
+    for check in (_check_model, _check_data, _check_train, _check_export, _check_quantize, _check_targets, _check_prune,
+                  _check_budgets):
         try:
             check()
         except (KeyError, TypeError, AttributeError):  # a field already reported as missing or mistyped

@@ -11,7 +11,6 @@ keeps its checkpoint, and ``--resume`` continues it where it stopped.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import shutil
 import time
@@ -22,7 +21,8 @@ from typing import Any, Callable
 from edgeprune.errors import EdgepruneError
 from edgeprune.files.atomic import write_json
 from edgeprune.pipeline import stages as S
-from edgeprune.pipeline.config import PipelineConfig, sha256_json
+from edgeprune.files.hashing import sha256_file, sha256_json
+from edgeprune.pipeline.config import PipelineConfig
 
 STAGE_SCHEMA = "edgeprune.pipeline.stage/1"
 STAGE_FILE, PENDING_FILE, LOG_FILE = "stage.json", "pending.json", "pipeline.log.jsonl"
@@ -43,16 +43,8 @@ class Stage:
     training: bool = False
 
 
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _target_texts(cfg: PipelineConfig) -> dict[str, str]:
-    return {n: _file_sha(Path(p)) if p and Path(p).is_file() else n for n, p in cfg.resolved["target_files"].items()}
+    return {n: sha256_file(Path(p)) if p and Path(p).is_file() else n for n, p in cfg.resolved["target_files"].items()}
 
 
 def _quantize_extra(cfg: PipelineConfig) -> dict[str, Any]:
@@ -64,13 +56,13 @@ def _quantize_extra(cfg: PipelineConfig) -> dict[str, Any]:
         from edgeprune.quant.reduce_range import resolve_reduce_range
 
         reduce = resolve_reduce_range(q["reduce_range"]).enabled
-    return {"calib": _file_sha(Path(cfg.resolved["calib"])) if cfg.resolved.get("calib") else None,
+    return {"calib": sha256_file(Path(cfg.resolved["calib"])) if cfg.resolved.get("calib") else None,
             "reduce_range": reduce}
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("dense", S.stage_dense, (), ("model", "data", "train"),
-          lambda c: {"weights": _file_sha(Path(c.resolved["weights"])) if c.resolved.get("weights") else None},
+          lambda c: {"weights": sha256_file(Path(c.resolved["weights"])) if c.resolved.get("weights") else None},
           training=True),
     Stage("prune", S.stage_prune, ("dense",), ("prune", "data"),
           lambda c: {"align": c.resolved["align"], "spec": c["model"]["spec"]}, training=True),
@@ -87,7 +79,7 @@ TOTAL = len(STAGES) + 1  # + the report
 
 def _outputs(folder: Path) -> dict[str, str]:
     return {
-        str(p.relative_to(folder)): _file_sha(p)
+        str(p.relative_to(folder)): sha256_file(p)
         for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in NOT_HASHED and ".tmp" not in p.name
     }
 
@@ -95,7 +87,7 @@ def _outputs(folder: Path) -> dict[str, str]:
 def _intact(folder: Path, record: dict[str, Any]) -> bool:
     for rel, sha in record.get("outputs", {}).items():
         p = folder / rel
-        if not p.is_file() or _file_sha(p) != sha:
+        if not p.is_file() or sha256_file(p) != sha:
             return False
     return True
 

@@ -63,6 +63,7 @@ def stage_dense(ctx: Context, folder: Path) -> dict[str, Any] | None:
     import torch
 
     from edgeprune.files.atomic import save_torch
+    from edgeprune.files.manifest import clear_manifest, write_manifest
     from edgeprune.models import build_model
     from edgeprune.pruning.folder import MODEL
 
@@ -86,6 +87,7 @@ def stage_dense(ctx: Context, folder: Path) -> dict[str, Any] | None:
         result.update(source="trained", epochs=train["epochs"], accuracy=metrics["accuracy"],
                       test_samples=len(data.test))
         return result
+    clear_manifest(folder)
     save_torch(folder / MODEL, model.state_dict())
     result["source"] = "weights" if weights else f"random init (seed {seed})"
     if data is not None:
@@ -94,56 +96,43 @@ def stage_dense(ctx: Context, folder: Path) -> dict[str, Any] | None:
         check_classes(model, data, model_cfg["spec"])
         test = evaluate(model, data.test, cfg["data"]["eval_batch_size"])
         result.update(accuracy=test["accuracy"], test_samples=test["samples"])
+    write_manifest(folder, "train", [MODEL], spec=model_cfg["spec"], input_shape=list(shape),
+                   preprocess=_given_preprocess(cfg, shape, data), classes=list(data.train.classes) if data else None,
+                   settings={"source": result["source"]})
     return result
+
+
+def _given_preprocess(cfg: PipelineConfig, shape, data) -> dict[str, Any] | None:
+    """What an untrained dense model expects: [model] mean/std, else the spec's default, else the data's."""
+    from edgeprune.files.manifest import preprocess_record
+    from edgeprune.pruning.job import spec_preprocess
+
+    m = cfg["model"]
+    if m.get("mean") is not None:
+        return preprocess_record(m["mean"], m["std"], "config [model] mean/std")
+    found = spec_preprocess(m["spec"], shape)
+    if found is None and data is not None:
+        return preprocess_record(data.train.norm.mean, data.train.norm.std, data.train.name)
+    return found
 
 
 # ---- 2. prune (+ fine-tune) + slim ---------------------------------------------------------
 
 
 def stage_prune(ctx: Context, folder: Path) -> dict[str, Any] | None:
-    import dataclasses
-
-    import torch
-
-    from edgeprune.models import build_model
-    from edgeprune.pruning.budget import Budget
-    from edgeprune.pruning.folder import MODEL, save_pruned
-    from edgeprune.pruning.one_shot import prune_one_shot
-    from edgeprune.train import TrainConfig, jobs
+    from edgeprune.pipeline.config import pipeline_name
+    from edgeprune.pruning.job import run_prune
 
     cfg = ctx.config
-    p = cfg["prune"]
-    dense = ctx.out / "dense" / MODEL
-    spec = cfg["model"]["spec"]
-    torch.manual_seed(p["seed"])
-    model, shape = build_model(spec, ctx.shape(), dense)
-    budget = dataclasses.replace(Budget.parse(p["budget"]), min_keep=p["min_keep"])
-    align = cfg.resolved["align"]
-    data = ctx.data(shape)
-    trained = not ctx.results["dense"]["source"].startswith("random")
-    lr = p["lr"] if p.get("lr") is not None else (0.01 if trained else 0.1)
-    run = dict(resume=ctx.resume, stop_after=ctx.stop_after.get("prune"), progress=ctx.progress)
-    if cfg.resolved["training_time"]:
-        config = TrainConfig(epochs=p["epochs"], lr=lr, batch_size=p["batch_size"], seed=p["seed"])
-        kwargs = {"method_options": dict(p["options"])} if p["options"] else {}
-        result = jobs.prune_while_training(model, spec, shape, p["method"], budget, align, data, config, folder,
-                                           **kwargs, **run)
-    else:
-        result = prune_one_shot(model, spec, shape, p["method"], budget, align)
-        if p["finetune_epochs"]:
-            config = TrainConfig(epochs=p["finetune_epochs"], lr=lr, batch_size=p["batch_size"], seed=p["seed"])
-            result = jobs.finetune(result, data, config, folder, **run)
-        else:
-            if data is not None:
-                result = jobs.with_accuracy(result, data, cfg["data"]["eval_batch_size"])
-            save_pruned(folder, result.plan, result.model, result.report)
+    request = cfg.prune_request(folder, input_shape=ctx.shape())
+    result = run_prune(request, resume=ctx.resume, stop_after=ctx.stop_after.get("prune"), progress=ctx.progress,
+                       names=pipeline_name)
     if result is None:
         return None
-    assert (folder / MODEL).is_file()
     r = result.report
     keys = ("method", "budget", "align", "flops_dense", "flops_pruned", "flops_ratio", "params_dense",
             "params_pruned", "params_ratio", "accuracy", "test_samples", "parity_rel_diff")
-    return {k: r.get(k) for k in keys} | {"widths": list(result.plan.widths), "method_options": dict(p["options"])}
+    return {k: r.get(k) for k in keys} | {"widths": list(result.plan.widths), "method_options": request.method_options}
 
 
 # ---- 3. export dense and pruned -------------------------------------------------------------
@@ -152,24 +141,17 @@ def stage_prune(ctx: Context, folder: Path) -> dict[str, Any] | None:
 def stage_export(ctx: Context, folder: Path) -> dict[str, Any]:
     from edgeprune.export import ExportOptions, export_model, load_source
     from edgeprune.export.exporter import check_dependencies
-    from edgeprune.models.preprocess import resolve_preprocess
-    from edgeprune.pruning.folder import MODEL
 
-    cfg = ctx.config
-    e, m = cfg["export"], cfg["model"]
+    e = ctx.config["export"]
     options = ExportOptions(formats=tuple(e["formats"]), opset=e["opset"], fp16=e["fp16"])
     check_dependencies(options)
     out: dict[str, Any] = {}
-    sources = {
-        "dense": load_source(m["spec"], weights=ctx.out / "dense" / MODEL, input_shape=ctx.shape()),
-        "pruned": load_source(str(ctx.out / "prune")),
-    }
-    for variant, source in sources.items():
-        preprocess = resolve_preprocess(source.spec, source.input_shape, m.get("mean"), m.get("std"))
+    for variant, stage in (("dense", "dense"), ("pruned", "prune")):
+        source = load_source(str(ctx.out / stage))  # its manifest says what the model was fed
         metadata = dict(source.metadata) | {"edgeprune.variant": variant}
         ctx.echo(f"      exporting {variant} ...")
-        res = export_model(source.model, source.input_shape, folder / variant, preprocess=preprocess,
-                           metadata=metadata, options=options)
+        res = export_model(source.model, source.input_shape, folder / variant, preprocess=source.resolve_preprocess(),
+                           metadata=metadata, options=options, classes=source.classes)
         r = res.report
         out[variant] = {
             "files": {f["path"]: f["bytes"] for f in r["files"]},
@@ -187,14 +169,14 @@ def stage_quantize(ctx: Context, folder: Path) -> dict[str, Any]:
     q = cfg["quantize"]
     if q is None or not q["enabled"]:
         return {"enabled": False}
-    from edgeprune.quant import quantize_onnx
+    from edgeprune.quant import QuantizeConfig, quantize_onnx
 
-    openvino = "openvino" in cfg["export"]["formats"] and q["act_bits"] == 8
-    res = quantize_onnx(
-        ctx.out / "export" / "pruned" / "model.onnx", cfg.resolved["calib"], folder, method=q["method"],
-        weight_bits=q["weight_bits"], act_bits=q["act_bits"], bias_correction=q["bias_correction"],
-        progress=ctx.progress, openvino=openvino, reduce_range=q["reduce_range"],
+    config = QuantizeConfig(
+        method=q["method"], weight_bits=q["weight_bits"], act_bits=q["act_bits"], bias_correction=q["bias_correction"],
+        openvino="openvino" in cfg["export"]["formats"] and q["act_bits"] == 8, reduce_range=q["reduce_range"],
     )
+    res = quantize_onnx(ctx.out / "export" / "pruned" / "model.onnx", cfg.resolved["calib"], folder, config,
+                        progress=ctx.progress)
     r = res.report
     ev = r.get("evaluation", {})
     return {

@@ -18,36 +18,11 @@ from edgeprune.profile.profiler import ProfileConfig, model_info
 from edgeprune.profile.stats import median_ci, summarize
 from edgeprune.profile.table import fmt_ms, format_table
 from edgeprune.profile.timing import make_input_pool, pool_size, time_calls
+from edgeprune.files.onnx_metadata import read_metadata
 from edgeprune.runtime import open_runner
 
 FLOPS_KEY = "edgeprune.flops"
 SCHEMA = "edgeprune.compare/1"
-
-
-def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """An ONNX file's ``metadata_props`` via ``onnx`` or else ``onnxruntime``; {} if neither
-    is installed or the file is not ONNX."""
-    if not str(path).endswith(".onnx"):
-        return {}
-    try:
-        import onnx
-    except ImportError:
-        onnx = None
-    if onnx is not None:
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-            return {p.key: p.value for p in model.metadata_props}
-        except Exception:
-            return {}
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return {}
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return dict(session.get_modelmeta().custom_metadata_map)
-    except Exception:
-        return {}
 
 
 def parse_flops(metadata: Mapping[str, str]) -> float | None:
@@ -103,7 +78,7 @@ def compare_models(
             sides = {}
             for key, path, runner, samples in (("a", path_a, a, samples_a), ("b", path_b, b, samples_b)):
                 meta_reader = getattr(runner, "metadata", None)
-                metadata = meta_reader() if meta_reader else read_onnx_metadata(path)
+                metadata = meta_reader() if meta_reader else read_metadata(path)
                 sides[key] = {
                     "model": model_info(path, runner),
                     "latency_ms": summarize(samples).to_dict(),

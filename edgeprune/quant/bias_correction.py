@@ -47,8 +47,9 @@ def expected_output(node: Any, weight: np.ndarray, mean_input: np.ndarray) -> np
 
     ``mean_input`` is the per-position mean of the layer input without the batch axis.
     """
-    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
+
+    from edgeprune.runtime.onnxruntime import ort_session
 
     x = mean_input.astype(np.float32)[None]
     if node.op_type == "Gemm":
@@ -71,9 +72,6 @@ def expected_output(node: Any, weight: np.ndarray, mean_input: np.ndarray) -> np
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort_session(model.SerializeToString())
     y = session.run(None, {"x": x})[0][0]  # [C_out, H', W']
     return y.reshape(y.shape[0], -1).mean(axis=1).astype(np.float64)

@@ -43,10 +43,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from edgeprune.errors import EdgepruneError, MissingDependencyError
+from edgeprune.files.images import EXTENSIONS as IMAGE_EXTENSIONS
+from edgeprune.files.images import RESIZES as RESIZE
 
 KINDS = ("fashion-mnist", "folder", "foolbox-imagenet")
-RESIZE = ("stretch", "center-crop")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -106,24 +106,12 @@ def find_manifest(name: str | os.PathLike) -> Path:
     )
 
 
-def _toml_load(path: Path) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as err:
-        raise CalibrationError(f"{path}: cannot be read ({err})") from None
-    except tomllib.TOMLDecodeError as err:
-        raise CalibrationError(f"{path}: not valid TOML ({err})") from None
-
-
 def load_manifest(name: str | os.PathLike) -> Manifest:
     """Parse and check a manifest; CalibrationError naming ``file: field`` on any problem."""
+    from edgeprune.files.toml import load_toml
+
     path = find_manifest(name)
-    data = _toml_load(path)
+    data, _ = load_toml(path, "calibration manifest", CalibrationError)
     where = str(path)
     for table, allowed in _KEYS.items():
         section = data if table == "" else data.get(table, {})
@@ -217,6 +205,8 @@ def model_input(onnx_path: str | os.PathLike, manifest: Manifest) -> ModelInput:
 
     import onnx
 
+    from edgeprune.files.onnx_metadata import edgeprune_metadata
+
     model = onnx.load(str(onnx_path), load_external_data=False)
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
@@ -228,8 +218,7 @@ def model_input(onnx_path: str | os.PathLike, manifest: Manifest) -> ModelInput:
         raise CalibrationError(
             f"{onnx_path}: input {inp.name!r} must be NCHW with fixed C, H, W, got {list(dims)}"
         )
-    meta = {p.key: p.value for p in model.metadata_props}
-    text = meta.get("edgeprune.preprocess")
+    text = edgeprune_metadata(onnx_path).get("edgeprune.preprocess")
     if text:
         pre = json.loads(text)
         mean, std = tuple(float(v) for v in pre["mean"]), tuple(float(v) for v in pre["std"])
@@ -318,6 +307,8 @@ def open_calibration(manifest: Manifest | str | os.PathLike, onnx_path: str | os
         CalibrationError: the set is empty (names the manifest), images that do not fit the
             model's input (names the input and both shapes), bad preprocessing.
     """
+    from edgeprune.files.images import read_image
+
     m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     mi = model_input(onnx_path, m)
     if m.count == 0:
@@ -333,7 +324,7 @@ def open_calibration(manifest: Manifest | str | os.PathLike, onnx_path: str | os
             raise CalibrationError(
                 f"{m.path}: the calibration set is empty: {len(files)} images found, samples.start = {m.start}"
             )
-        images = np.stack([_read_image(p, channels, (height, width), m.resize) for p in chosen])
+        images = np.stack([read_image(p, channels, (height, width), m.resize, CalibrationError) for p in chosen])
         labels = _labels_from_names(chosen) if m.kind == "foolbox-imagenet" else None
     n = len(images)
     notes = []
@@ -419,26 +410,3 @@ def _labels_from_names(paths: Sequence[Path]) -> np.ndarray:
     """foolbox names its samples imagenet_<index>_<label>.jpg."""
     return np.array([int(p.stem.rsplit("_", 1)[1]) for p in paths], dtype=np.int64)
 
-
-def _read_image(path: Path, channels: int, size: tuple[int, int], resize: str) -> np.ndarray:
-    from PIL import Image
-
-    mode = {1: "L", 3: "RGB"}.get(channels)
-    if mode is None:
-        raise CalibrationError(f"image calibration sources need a model with 1 or 3 input channels, not {channels}")
-    try:
-        with Image.open(path) as img:
-            img = img.convert(mode)
-            h, w = size
-            if resize == "center-crop":
-                scale = max(h / img.height, w / img.width)
-                nw, nh = max(w, round(img.width * scale)), max(h, round(img.height * scale))
-                img = img.resize((nw, nh), Image.BILINEAR)
-                left, top = (nw - w) // 2, (nh - h) // 2
-                img = img.crop((left, top, left + w, top + h))
-            elif img.size != (w, h):
-                img = img.resize((w, h), Image.BILINEAR)
-            arr = np.asarray(img, dtype=np.uint8)
-    except OSError as err:
-        raise CalibrationError(f"{path}: not a readable image ({err})") from None
-    return arr.reshape(size[0], size[1], channels).transpose(2, 0, 1)

@@ -49,14 +49,13 @@ def int8_kernels_saturate(machine: dict[str, Any]) -> bool:
 
 def resolve_reduce_range(setting: bool | str | None, machine: dict[str, Any] | None = None) -> ReduceRange:
     """``setting``: None / "auto" (from this CPU), True / "on", False / "off"."""
-    if setting is None:
-        setting = "auto"
-    if setting is True:
-        setting = "on"
-    if setting is False:
-        setting = "off"
-    if setting not in SETTINGS:
-        raise QuantError(f"reduce_range must be auto, on or off (or true/false), got {setting!r}")
+    from edgeprune.quant.config import QuantizeConfig
+
+    config = QuantizeConfig(reduce_range=setting)  # type: ignore[arg-type]
+    error = config.errors().get("reduce_range")
+    if error:
+        raise QuantError(error)
+    setting = config.reduce_range
     if setting != "auto":
         return ReduceRange(setting == "on", setting, f"asked for ({setting})")
     if machine is None:

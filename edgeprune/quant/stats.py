@@ -63,8 +63,9 @@ def collect(
 ) -> dict[str, TensorStats]:
     """Run the model on ``batches`` and return statistics of every float activation tensor."""
     import onnx
-    import onnxruntime as ort
     from tqdm import tqdm
+
+    from edgeprune.runtime.onnxruntime import ort_session
 
     model = onnx.load(str(model_path))
     names = float_tensors(model)
@@ -72,10 +73,7 @@ def collect(
     for name in names:
         if name not in existing:
             model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort_session(model.SerializeToString())
     outputs = [o.name for o in session.get_outputs()]
     stats = {name: TensorStats() for name in names}
     track = set(mean_map_tensors)

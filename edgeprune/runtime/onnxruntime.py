@@ -1,4 +1,5 @@
-"""ONNX Runtime backend. ``onnxruntime`` is imported inside the constructor."""
+"""ONNX Runtime backend, and `ort_session` for plain CPU sessions (the quantizer's).
+``onnxruntime`` is imported inside the functions that use it."""
 
 from __future__ import annotations
 
@@ -94,6 +95,20 @@ def onnx_precision(path: str | os.PathLike, inputs: Sequence[InputSpec]) -> tupl
     except Exception:  # an unreadable file was already reported by the runtime
         pass
     return precision, quantized
+
+
+def ort_session(model: str | os.PathLike | bytes, *, threads: int = 1, optimize: bool = True) -> Any:
+    """A CPU InferenceSession on a file or a serialized model, with ``threads`` intra-op threads
+    and ORT's warnings silenced; ``optimize=False`` turns graph optimizations off (uint4 QDQ,
+    which ORT would otherwise fuse into kernels it does not have)."""
+    ort = require("onnxruntime", "ort")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def _providers_device(provider: str) -> str:

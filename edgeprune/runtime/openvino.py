@@ -1,4 +1,5 @@
-"""OpenVINO backend. ``openvino`` is imported inside the constructor.
+"""OpenVINO backend, and `compile_cpu` / `runtime_precisions` for checks on one compiled model.
+``openvino`` is imported inside the functions that use it.
 
 On CPUs with AMX (and some with AVX512-BF16) OpenVINO runs an FP32 model in bf16 unless
 told ``INFERENCE_PRECISION_HINT=f32``. The default here is f32, so that parity checks and
@@ -85,6 +86,38 @@ def check_device(device: str, available: Sequence[str]) -> None:
         f"OpenVINO device {device!r} is not available on this machine; "
         f"available: {', '.join(available) or 'none'}"
     )
+
+
+def compile_cpu(
+    model: str | os.PathLike | Any,
+    input_shape: Sequence[int] | None = None,
+    *,
+    threads: int = 1,
+    precision: str = "f32",
+) -> Any:
+    """Compile a model (a path, or an ``ov.Model``, which is left unchanged) for the CPU with its
+    first input fixed to ``input_shape``, at ``precision`` on ``threads`` threads."""
+    ov = require("openvino", "openvino")
+    core = ov.Core()
+    m = core.read_model(str(model)) if isinstance(model, (str, os.PathLike)) else model.clone()
+    if input_shape is not None:
+        m.reshape({m.inputs[0].get_any_name(): ov.PartialShape([int(d) for d in input_shape])})
+    return core.compile_model(m, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision})
+
+
+def runtime_precisions(
+    compiled: Any, layer_types: Sequence[str] = ("Convolution", "FullyConnected", "MatMul")
+) -> dict[str, int]:
+    """How many layers of ``layer_types`` a compiled model runs, by "<layer type> <runtime precision>
+    <kernel>" (e.g. "Convolution u8 brgconv_avx2"), read from its runtime model."""
+    counts: dict[str, int] = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        rt = op.get_rt_info()
+        info = {k: rt[k].astype(str) for k in rt}
+        if info.get("layerType") in layer_types:
+            key = f"{info['layerType']} {info.get('runtimePrecision', '?')} {info.get('primitiveType', '?')}"
+            counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def _precision_name(value: Any) -> str:

@@ -1,10 +1,11 @@
-"""The training jobs behind the CLI: train a dense model, prune while training (DTP, SFP,
-CR-SFP), fine-tune a one-shot-pruned model, and evaluate a saved model. Each writes its artifacts atomically and
-only on rank 0; each resumes from ``out/checkpoint.pt`` with ``resume=True``."""
+"""The training jobs: train a dense model, prune while training (DTP, SFP, CR-SFP), fine-tune a
+one-shot-pruned model. Each checkpoints into ``out`` (rank 0 only) and resumes from
+``out/checkpoint.pt`` with ``resume=True``. ``train_dense`` writes its folder (model.pt,
+metrics.json, manifest.json); the pruning jobs return their result to
+`edgeprune.pruning.job.run_prune`, which writes the prune folder."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -14,20 +15,16 @@ from torch import nn
 from edgeprune.data.base import DataSplits
 from edgeprune.errors import SpecError
 from edgeprune.files.atomic import save_torch
+from edgeprune.files.manifest import clear_manifest, preprocess_record, write_manifest
 from edgeprune.methods import get_method
 from edgeprune.pruning.budget import Budget, allocate
-from edgeprune.pruning.folder import MODEL, PLAN, save_pruned
+from edgeprune.pruning.folder import MODEL
 from edgeprune.pruning.graph import ChannelGraph
 from edgeprune.pruning.one_shot import PruneResult, slim_with_parity
 from edgeprune.pruning.plan import fingerprint
 from edgeprune.train.base import TrainConfig
 from edgeprune.train.distributed import Dist, current
 from edgeprune.train.trainer import METRICS, Trainer, check_classes, evaluate
-
-
-def is_training_time(method: str) -> bool:
-    """Whether ``--method`` prunes during training (needs --data and --epochs)."""
-    return bool(getattr(get_method(method), "training_time", False))
 
 
 def train_dense(
@@ -49,9 +46,16 @@ def train_dense(
     check_classes(model, data, spec)
     run = {"job": "train", "spec": spec, "input_shape": list(input_shape), "fingerprint": fingerprint(model)}
     trainer = Trainer(model, data, config, out=out, run=run, dist=dist, progress=progress)
+    if dist.is_main:
+        clear_manifest(out)
     metrics = trainer.fit(resume=resume, stop_after=stop_after)
     if metrics["complete"] and dist.is_main:
         save_torch(Path(out) / MODEL, model.state_dict())
+        norm = data.train.norm
+        write_manifest(out, "train", [MODEL, METRICS], spec=spec, input_shape=input_shape,
+                       preprocess=preprocess_record(norm.mean, norm.std, data.train.name),
+                       classes=list(data.train.classes),
+                       settings={"config": config.to_json(), "data": data.describe()})
     return metrics
 
 
@@ -79,7 +83,8 @@ def prune_while_training(
     with other options is refused. Writes plan.json, model.pt (slim) and report.json (with
     ``accuracy``, the slim model's top-1 on the test split, the masked-vs-slim parity, and the
     method's own fields under its name, e.g. report["dtp"]) like one-shot pruning, plus the
-    training's metrics.json and checkpoint.pt. Returns None if stopped before the last epoch."""
+    training's metrics.json and checkpoint.pt (the caller writes the folder). Returns None if
+    stopped before the last epoch."""
     start = time.perf_counter()
     dist = dist or current()
     options = dict(sorted((method_options or {}).items()))
@@ -115,9 +120,6 @@ def prune_while_training(
         elapsed_s=round(time.perf_counter() - start, 3),
     )
     report[method] = method_report
-    if dist.is_main:
-        save_pruned(out, plan, slim_model, report)
-    dist.barrier()
     return PruneResult(plan, slim_model, report)
 
 
@@ -132,7 +134,7 @@ def finetune(
     progress: bool = True,
     dist: Dist | None = None,
 ) -> PruneResult | None:
-    """Fine-tune the slim model of a one-shot result; re-save it with ``accuracy`` in the report.
+    """Fine-tune the slim model of a one-shot result; its report gains ``accuracy``.
     Returns None if stopped before the last epoch."""
     dist = dist or current()
     model = result.model
@@ -148,10 +150,7 @@ def finetune(
         return None
     report = dict(result.report)
     report.update(accuracy=metrics["accuracy"], training=_training_summary(config, data, metrics))
-    if dist.is_main:
-        save_pruned(out, result.plan, model.eval(), report)
-    dist.barrier()
-    return PruneResult(result.plan, model, report)
+    return PruneResult(result.plan, model.eval(), report)
 
 
 def with_accuracy(result: PruneResult, data: DataSplits, batch_size: int = 500) -> PruneResult:
@@ -160,30 +159,6 @@ def with_accuracy(result: PruneResult, data: DataSplits, batch_size: int = 500) 
     test = evaluate(result.model, data.test, batch_size)
     result.report.update(accuracy=test["accuracy"], test_samples=test["samples"])
     return result
-
-
-def load_saved(src: str | Path) -> tuple[nn.Module, str, tuple[int, ...]]:
-    """A model saved by `edgeprune train` (model.pt + metrics.json) or `edgeprune prune`
-    (plan.json + model.pt + report.json): (model in eval mode, spec, input shape)."""
-    from edgeprune.models import build_model
-    from edgeprune.pruning.folder import load_pruned
-
-    src = Path(src)
-    if not src.is_dir():
-        raise SpecError(f"{str(src)!r} is not a folder written by `edgeprune train` or `edgeprune prune`")
-    if (src / PLAN).is_file():
-        model, plan, _ = load_pruned(src)
-        return model, plan.spec, plan.input_shape
-    if (src / METRICS).is_file() and (src / MODEL).is_file():
-        info = json.loads((src / METRICS).read_text())
-        if "spec" not in info or "input_shape" not in info:
-            raise SpecError(f"{src / METRICS}: no 'spec'/'input_shape'; was it written by `edgeprune train`?")
-        model, shape = build_model(info["spec"], tuple(info["input_shape"]), src / MODEL)
-        return model, info["spec"], shape
-    raise SpecError(
-        f"{src}: neither a `prune` output (plan.json + model.pt) nor a finished `train` output "
-        "(model.pt + metrics.json)"
-    )
 
 
 def _training_summary(config: TrainConfig, data: DataSplits, metrics: dict[str, Any]) -> dict[str, Any]:

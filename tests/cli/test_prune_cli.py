@@ -14,7 +14,7 @@ def test_prune_writes_plan_model_report(tmp_path):
         main, ["prune", "edgeprune:resnet20", "--method", "l1", "--budget", "flops=0.5", "--align", "8", "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["model.pt", "plan.json", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.pt", "plan.json", "report.json"]
     report = json.loads((out / "report.json").read_text())
     for key in ("method", "budget", "flops_dense", "flops_pruned", "params_dense", "params_pruned", "groups", "parity_max_abs_diff"):
         assert key in report
@@ -28,7 +28,7 @@ def test_prune_writes_plan_model_report(tmp_path):
     [
         (["edgeprune:resnet20", "--budget", "flops=0.001"], "smallest achievable is flops="),
         (["edgeprune:resnet20", "--budget", "flops=2"], "must be in (0, 1]"),
-        (["edgeprune:resnet20", "--budget", "flops=0.5", "--method", "taylor"], "unknown pruning method 'taylor'"),
+        (["edgeprune:resnet20", "--budget", "flops=0.5", "--method", "taylor"], "unknown method 'taylor'"),
         (["edgeprune:nope", "--budget", "flops=0.5"], "unknown edgeprune model 'nope'"),
         (["torchvision:resnet18", "--budget", "flops=0.5", "--input-shape", "1x1x64x64"], "failed in module 'conv1'"),
     ],

@@ -31,7 +31,7 @@ def test_export_a_prune_folder(pruned_dir, tmp_path):
     out = tmp_path / "export"
     result = _invoke(pruned_dir, "--format", "onnx", "--format", "openvino", "--out", out)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["export.json", "model.bin", "model.onnx", "model.xml"]
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "manifest.json", "model.bin", "model.onnx", "model.xml"]
     report = json.loads((out / "export.json").read_text())
     assert report["metadata"]["edgeprune.budget"] == "flops=0.5"
     assert "edgeprune.plan_fingerprint" in report["metadata"]
@@ -50,7 +50,7 @@ def test_export_a_spec_fixed_batch_fp16_custom_preprocessing(tmp_path):
     assert report["opset"] == 18 and report["input_shape"] == [2, 1, 28, 28] and report["fp16_weights"]
     assert report["preprocess"]["mean"] == [0.5] and report["preprocess"]["std"] == [0.25]
     assert report["parity"]["openvino"]["tolerance_rel"] == 1e-2
-    assert sorted(p.name for p in out.iterdir()) == ["export.json", "model.bin", "model.xml"]
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "manifest.json", "model.bin", "model.xml"]
 
 
 def test_spec_with_weights(tmp_path):
@@ -89,7 +89,8 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, args, message):
 def test_incomplete_prune_folder(pruned_dir, tmp_path):
     partial = tmp_path / "partial"
     partial.mkdir()
-    (partial / "plan.json").write_bytes((pruned_dir / "plan.json").read_bytes())
+    for name in ("plan.json", "manifest.json"):  # a crash before model.pt was written
+        (partial / name).write_bytes((pruned_dir / name).read_bytes())
     result = _invoke(partial, "--out", tmp_path / "export")
     assert result.exit_code == 2
     assert "missing model.pt" in result.output and not (tmp_path / "export").exists()

@@ -110,7 +110,7 @@ def test_reexport_replaces_files_and_drops_stale_ones(good_export):
     (out / "notes.txt").write_text("mine")
     model, shape = _resnet20()
     export_model(model, shape, out, preprocess=FASHION_MNIST, options=ExportOptions(formats=("onnx",)))
-    assert sorted(p.name for p in out.iterdir()) == ["export.json", "model.onnx", "notes.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "manifest.json", "model.onnx", "notes.txt"]
     assert json.loads((out / "export.json").read_text())["formats"] == ["onnx"]
 
 

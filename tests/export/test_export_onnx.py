@@ -12,7 +12,8 @@ pytest.importorskip("openvino")
 from torch_helpers import randomize_batchnorm  # noqa: E402
 
 from edgeprune.export import ExportError, ExportOptions, export_model  # noqa: E402
-from edgeprune.export.onnx import locate_op, read_metadata  # noqa: E402
+from edgeprune.export.onnx import locate_op  # noqa: E402
+from edgeprune.files.onnx_metadata import read_metadata  # noqa: E402
 from edgeprune.export.openvino import read_ir_metadata  # noqa: E402
 from edgeprune.models import build_model  # noqa: E402
 from edgeprune.models.preprocess import FASHION_MNIST  # noqa: E402
@@ -54,7 +55,7 @@ def test_dense_parity_torch_ort_openvino(dense_export):
 
 def test_files_and_report(dense_export):
     _, _, out, result = dense_export
-    assert sorted(p.name for p in out.iterdir()) == ["export.json", "model.bin", "model.onnx", "model.xml"]
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "manifest.json", "model.bin", "model.onnx", "model.xml"]
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # staging folder gone
     report = json.loads((out / "export.json").read_text())
     assert REPORT_KEYS <= set(report)
@@ -107,7 +108,7 @@ def test_fixed_batch_onnx_only(tmp_path):
     model, shape = _resnet20()
     out = tmp_path / "fixed"
     result = export_model(model, shape, out, preprocess=FASHION_MNIST, options=ExportOptions(formats=("onnx",), batch=3))
-    assert sorted(p.name for p in out.iterdir()) == ["export.json", "model.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "manifest.json", "model.onnx"]
     dims = onnx.load(str(out / "model.onnx")).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims] == [3, 1, 28, 28]
     assert [r["batch"] for r in result.report["parity"]["ort"]["runs"]] == [3, 3]
@@ -123,7 +124,7 @@ def test_fp16_ir_meets_the_looser_tolerance(tmp_path):
     )
     p = result.report["parity"]["openvino"]
     assert p["tolerance_rel"] == 1e-2 and p["passed"] and 1e-5 < p["rel_diff"] <= 1e-2  # FP16 weights do show
-    assert sorted(q.name for q in out.iterdir()) == ["export.json", "model.bin", "model.xml"]
+    assert sorted(q.name for q in out.iterdir()) == ["export.json", "manifest.json", "model.bin", "model.xml"]
     dense_bin = result.report["files"][1]["bytes"]
     assert dense_bin < 0.6 * 4 * result.report["params"]  # ~2 bytes per weight
 

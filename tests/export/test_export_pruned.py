@@ -12,7 +12,8 @@ from torch_helpers import randomize_batchnorm  # noqa: E402
 
 from edgeprune.errors import SpecError  # noqa: E402
 from edgeprune.export import export_model, load_source  # noqa: E402
-from edgeprune.export.onnx import read_metadata  # noqa: E402
+from edgeprune.files.manifest import ArtifactError  # noqa: E402
+from edgeprune.files.onnx_metadata import read_metadata  # noqa: E402
 from edgeprune.export.source import plan_fingerprint  # noqa: E402
 from edgeprune.models import build_model  # noqa: E402
 from edgeprune.models.preprocess import resolve_preprocess  # noqa: E402
@@ -63,8 +64,9 @@ def test_incomplete_prune_folder(pruned_folder, tmp_path):
     folder, _ = pruned_folder
     partial = tmp_path / "partial"
     partial.mkdir()
-    (partial / "plan.json").write_bytes((folder / "plan.json").read_bytes())
-    with pytest.raises(SpecError, match="missing model.pt; is this a complete `edgeprune prune` output"):
+    for name in ("plan.json", "manifest.json"):  # a crash before model.pt was written
+        (partial / name).write_bytes((folder / name).read_bytes())
+    with pytest.raises(ArtifactError, match="missing model.pt, which its manifest.json lists"):
         load_source(str(partial))
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from edgeprune.files.onnx_metadata import read_metadata
+
 from edgeprune.errors import SpecError
 from edgeprune.profile import ProfileConfig
 from edgeprune.profile.compare import (
     compare_models,
     format_comparison,
     parse_flops,
-    read_onnx_metadata,
 )
 from edgeprune.runtime import make_settings
 
@@ -26,7 +27,7 @@ def test_compare_with_and_without_flops(tmp_path, onnx_models):
     pytest.importorskip("onnxruntime")
     a = onnx_models.tiny_cnn(tmp_path / "dense.onnx", channels=16, flops=4e6)
     b = onnx_models.tiny_cnn(tmp_path / "slim.onnx", channels=8, flops=2e6)
-    assert read_onnx_metadata(a) == {"edgeprune.flops": "4000000.0"}
+    assert read_metadata(a) == {"edgeprune.flops": "4000000.0"}
     settings = make_settings("ort", {"threads": 1})
     result = compare_models(a, b, "ort", settings, ProfileConfig(runs=5, warmup=1), target="t")
     assert result["a"]["model"]["name"] == "dense" and result["b"]["model"]["name"] == "slim"

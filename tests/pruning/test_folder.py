@@ -10,7 +10,7 @@ def test_save_and_load_pruned(resnet20, tmp_path):
     model, shape = resnet20
     result = prune_one_shot(model, "edgeprune:resnet20", shape, "l1", Budget.parse("flops=0.5"), 8)
     save_pruned(tmp_path, result.plan, result.model, result.report)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "plan.json", "report.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "model.pt", "plan.json", "report.json"]
     loaded, plan, report = load_pruned(tmp_path)
     assert plan == result.plan and report["method"] == "l1"
     assert compare_outputs(result.model, loaded, fixed_input(shape)).max_abs_diff == 0

@@ -27,7 +27,7 @@ def test_quantize_writes_model_and_report(tmp_path, setup):
     result = CliRunner().invoke(main, ["quantize", str(model), "--calib", str(calib), "--method", "aciq",
                                        "--bias-correction", "--no-openvino", "--no-progress", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "quantize.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "quantize.json"]
     report = json.loads((out / "quantize.json").read_text())
     assert report["bias_correction"] == "data" and report["real_int8"] is True
     assert "SQNR of logits vs fp32 (dB)" in result.output and "[real int8]" in result.output

@@ -29,15 +29,15 @@ def test_efficientnet_lite0_int8_on_real_images(tmp_path):
 
     from edgeprune.export import ExportOptions, export_model
     from edgeprune.models.preprocess import Preprocess
-    from edgeprune.quant import quantize_onnx
+    from edgeprune.quant import QuantizeConfig, quantize_onnx
 
     torch.set_num_threads(1)
     export_model(build_effnet(), (1, 3, 224, 224), tmp_path / "fp32", options=ExportOptions(formats=("onnx",)),
                  preprocess=Preprocess(EFFNET_MEAN, EFFNET_STD, "tf-lite"))
     calib = qh.manifest(tmp_path / "fb.toml", '[source]\nkind = "foolbox-imagenet"\n[samples]\ncount = 3\n'
                         'holdout = 3\nbatch_size = 3\n[preprocess]\nresize = "center-crop"\n')
-    r = quantize_onnx(tmp_path / "fp32" / "model.onnx", calib, tmp_path / "int8", bias_correction=True,
-                      progress=False, openvino=True).report
+    r = quantize_onnx(tmp_path / "fp32" / "model.onnx", calib, tmp_path / "int8",
+                      QuantizeConfig(bias_correction=True, openvino=True), progress=False).report
     assert r["real_int8"] and r["graph"]["weight_initializers"] == {"int8": 50}  # 49 convs + fc
     ev = r["evaluation"]
     assert ev["samples"] == "holdout" and ev["count"] == 3  # images 3-5, calibrated on 0-2

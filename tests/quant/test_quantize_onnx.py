@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import quant_helpers as qh  # noqa: E402
 
-from edgeprune.quant import QuantError, quantize_onnx  # noqa: E402
+from edgeprune.quant import QuantError, QuantizeConfig, quantize_onnx  # noqa: E402
 from edgeprune.quant.metrics import sqnr_db  # noqa: E402
 
 
@@ -33,7 +33,7 @@ def _inits(model):
 
 
 def test_aciq_int8_qdq_graph_and_accuracy(tmp_path, tiny, calib):
-    result = quantize_onnx(tiny, calib, tmp_path / "q", progress=False, openvino=False)
+    result = quantize_onnx(tiny, calib, tmp_path / "q", QuantizeConfig(openvino=False), progress=False)
     r = result.report
     assert result.files["onnx"] == tmp_path / "q" / "model.onnx"
     assert json.loads((tmp_path / "q" / "quantize.json").read_text())["method"] == "aciq"
@@ -61,7 +61,8 @@ def test_aciq_int8_qdq_graph_and_accuracy(tmp_path, tiny, calib):
 def test_weights_carry_our_per_channel_scales_exactly(tmp_path, tiny, calib, reduce_range, code_bits):
     from edgeprune.quant.aciq import quantize_symmetric, weight_alphas
 
-    result = quantize_onnx(tiny, calib, tmp_path / "q", progress=False, openvino=False, reduce_range=reduce_range)
+    result = quantize_onnx(tiny, calib, tmp_path / "q", QuantizeConfig(openvino=False, reduce_range=reduce_range),
+                           progress=False)
     assert result.report["weight_code_bits"] == code_bits and result.report["real_int8"]
     model = onnx.load(str(result.files["onnx"]))
     inits = _inits(model)
@@ -76,7 +77,7 @@ def test_weights_carry_our_per_channel_scales_exactly(tmp_path, tiny, calib, red
 
 def test_openvino_loads_the_qdq_model_and_matches_ort(tmp_path, tiny, calib):
     pytest.importorskip("openvino")
-    result = quantize_onnx(tiny, calib, tmp_path / "q", progress=False, openvino=True)
+    result = quantize_onnx(tiny, calib, tmp_path / "q", QuantizeConfig(openvino=True), progress=False)
     assert result.files["openvino"].name == "model.xml" and result.files["openvino_bin"].is_file()
     ov = result.report["openvino"]
     assert ov["sqnr_vs_ort_int8_db"] > 20 and ov["top1_agreement_vs_ort_int8"] >= 0.85
@@ -86,14 +87,14 @@ def test_openvino_loads_the_qdq_model_and_matches_ort(tmp_path, tiny, calib):
 
 @pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
 def test_baselines_use_onnxruntime_calibrators(tmp_path, tiny, calib, method):
-    r = quantize_onnx(tiny, calib, tmp_path / method, method=method, progress=False, openvino=False).report
+    r = quantize_onnx(tiny, calib, tmp_path / method, QuantizeConfig(method=method, openvino=False), progress=False).report
     assert r["activation_ranges"]["source"].startswith("onnxruntime")
     assert r["sqnr_db"] > 15
 
 
 def test_low_bit_settings_are_simulated_and_reported(tmp_path, tiny, calib):
-    r8 = quantize_onnx(tiny, calib, tmp_path / "w8", progress=False, openvino=False).report
-    r4 = quantize_onnx(tiny, calib, tmp_path / "w4a4", weight_bits=4, act_bits=4, progress=False).report
+    r8 = quantize_onnx(tiny, calib, tmp_path / "w8", QuantizeConfig(openvino=False), progress=False).report
+    r4 = quantize_onnx(tiny, calib, tmp_path / "w4a4", QuantizeConfig(weight_bits=4, act_bits=4), progress=False).report
     assert not r4["real_int8"] and r4["simulated"] and "simulated" in r4["execution"]
     assert r4["openvino"] is None  # no IR for uint4 activations
     assert r4["sqnr_db"] < r8["sqnr_db"]  # fewer bits, more noise
@@ -110,17 +111,18 @@ def test_low_bit_settings_are_simulated_and_reported(tmp_path, tiny, calib):
 
 
 def test_bias_correction_folds_into_the_bias(tmp_path, tiny, calib):
-    plain = quantize_onnx(tiny, calib, tmp_path / "plain", weight_bits=4, progress=False, openvino=False)
-    fixed = quantize_onnx(tiny, calib, tmp_path / "bc", weight_bits=4, bias_correction=True, progress=False,
-                          openvino=False)
+    plain = quantize_onnx(tiny, calib, tmp_path / "plain", QuantizeConfig(weight_bits=4, openvino=False),
+                          progress=False)
+    fixed = quantize_onnx(tiny, calib, tmp_path / "bc", QuantizeConfig(weight_bits=4, bias_correction=True,
+                                                                       openvino=False), progress=False)
     layer = fixed.report["weights"]["layers"][0]
     assert fixed.report["bias_correction"] == "data" and layer["bias_correction_abs_max"] > 0
     assert plain.report["weights"]["layers"][0]["bias_correction_abs_max"] is None
-    both = quantize_onnx(tiny, calib, tmp_path / "both", weight_bits=4, bias_correction="both", progress=False,
-                         openvino=False)
+    both = quantize_onnx(tiny, calib, tmp_path / "both", QuantizeConfig(weight_bits=4, bias_correction="both",
+                                                                         openvino=False), progress=False)
     assert "xi_range" in both.report["weights"]["layers"][0]
     with pytest.raises(QuantError, match="bias_correction must be"):
-        quantize_onnx(tiny, calib, tmp_path / "x", bias_correction="sometimes")
+        quantize_onnx(tiny, calib, tmp_path / "x", QuantizeConfig(bias_correction="sometimes"))
 
 
 def test_expected_output_is_the_layer_applied_to_the_mean_input():
@@ -155,11 +157,11 @@ def test_an_op_that_cannot_be_quantized_is_named(tmp_path, tiny, calib):
 
 def test_bad_settings(tmp_path, tiny, calib):
     with pytest.raises(QuantError, match="unknown quantization method 'kl'"):
-        quantize_onnx(tiny, calib, tmp_path / "x", method="kl")
+        quantize_onnx(tiny, calib, tmp_path / "x", QuantizeConfig(method="kl"))
     with pytest.raises(QuantError, match="activation bits must be one of 4, 8"):
-        quantize_onnx(tiny, calib, tmp_path / "x", act_bits=6)
+        quantize_onnx(tiny, calib, tmp_path / "x", QuantizeConfig(act_bits=6))
     with pytest.raises(QuantError, match="weight bits must be an integer from 2 to 8"):
-        quantize_onnx(tiny, calib, tmp_path / "x", weight_bits=16)
+        quantize_onnx(tiny, calib, tmp_path / "x", QuantizeConfig(weight_bits=16))
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +187,8 @@ def resnet20_onnx(tmp_path_factory):
 def test_resnet20_fashion_mnist_int8_tracks_fp32_and_evaluates_deployed(tmp_path, resnet20_onnx):
     calib = qh.manifest(tmp_path / "fm.toml", '[source]\nkind = "fashion-mnist"\n[samples]\ncount = 64\n'
                         'holdout = 64\nbatch_size = 32\n')
-    r = quantize_onnx(resnet20_onnx, calib, tmp_path / "q", bias_correction=True, progress=False, openvino=False)
+    r = quantize_onnx(resnet20_onnx, calib, tmp_path / "q", QuantizeConfig(bias_correction=True, openvino=False),
+                      progress=False)
     assert r.report["sqnr_db"] > 25 and r.report["top1_agreement"] >= 0.9
     assert r.report["sqnr_db"] >= r.report["evaluation"]["sqnr_db_float_qdq"] - 1.5  # the kernels compute the file
     assert r.report["graph"]["weight_initializers"] == {"int8": 22}  # 21 convs + fc
@@ -209,14 +212,14 @@ def test_ops_the_quantizer_does_not_cover_stay_float_and_are_reported(tmp_path, 
     gemm.output[0] = "pre_softmax"
     model.graph.node.append(onnx.helper.make_node("Tanh", ["pre_softmax"], ["logits"], name="/tanh"))
     onnx.save(model, str(tmp_path / "tanh.onnx"))
-    r = quantize_onnx(tmp_path / "tanh.onnx", calib, tmp_path / "q", progress=False, openvino=False).report
+    r = quantize_onnx(tmp_path / "tanh.onnx", calib, tmp_path / "q", QuantizeConfig(openvino=False), progress=False).report
     assert r["ops_left_in_float"] == {"Tanh": 1}
     assert r["top1_agreement"] >= 0.85
 
 
 def test_fixed_batch_model(tmp_path, onnx_models, calib):
     model = qh.with_preprocess(onnx_models.tiny_cnn(tmp_path / "b1.onnx", batch=1, channels=16))
-    r = quantize_onnx(model, calib, tmp_path / "q", progress=False, openvino=False).report
+    r = quantize_onnx(model, calib, tmp_path / "q", QuantizeConfig(openvino=False), progress=False).report
     assert r["evaluation"]["count"] == 8 and r["real_int8"]
     with pytest.raises(QuantError, match="8-bit activations only"):
-        quantize_onnx(model, calib, tmp_path / "q4", act_bits=4, openvino=True)
+        quantize_onnx(model, calib, tmp_path / "q4", QuantizeConfig(act_bits=4, openvino=True))

@@ -42,8 +42,8 @@ pytest.importorskip("onnxruntime")
 sys.path.insert(0, str(Path(__file__).parent))
 import quant_helpers as qh  # noqa: E402
 
-from edgeprune.quant import quantize_onnx  # noqa: E402
-from edgeprune.quant.quantize import _warnings  # noqa: E402
+from edgeprune.quant import QuantizeConfig, quantize_onnx  # noqa: E402
+from edgeprune.quant.evaluate import kernel_warnings  # noqa: E402
 
 
 @pytest.fixture
@@ -60,8 +60,9 @@ def _weight_codes(path):
 
 def test_reduce_range_keeps_weight_codes_within_7_bits(tmp_path, setup):
     model, calib = setup
-    on = quantize_onnx(model, calib, tmp_path / "on", reduce_range="on", progress=False, openvino=False)
-    off = quantize_onnx(model, calib, tmp_path / "off", reduce_range="off", progress=False, openvino=False)
+    on = quantize_onnx(model, calib, tmp_path / "on", QuantizeConfig(reduce_range="on", openvino=False), progress=False)
+    off = quantize_onnx(model, calib, tmp_path / "off", QuantizeConfig(reduce_range="off", openvino=False),
+                        progress=False)
     assert max(int(np.abs(w.astype(int)).max()) for w in _weight_codes(on.files["onnx"])) == 63
     assert max(int(np.abs(w.astype(int)).max()) for w in _weight_codes(off.files["onnx"])) == 127
     r = on.report
@@ -79,7 +80,7 @@ def test_auto_is_decided_on_this_cpu(tmp_path, setup):
     from edgeprune.profile.machine import machine_info
 
     model, calib = setup
-    r = quantize_onnx(model, calib, tmp_path / "auto", progress=False, openvino=False).report
+    r = quantize_onnx(model, calib, tmp_path / "auto", QuantizeConfig(openvino=False), progress=False).report
     assert r["reduce_range"]["setting"] == "auto"
     assert r["reduce_range"]["enabled"] is int8_kernels_saturate(machine_info())
     assert r["weight_code_bits"] == (7 if r["reduce_range"]["enabled"] else 8)
@@ -88,11 +89,11 @@ def test_auto_is_decided_on_this_cpu(tmp_path, setup):
 def test_kernels_far_below_the_file_are_a_warning():
     off, on = resolve_reduce_range("off", AVX2), resolve_reduce_range("on", AVX2)
     ev = {"sqnr_db": 10.4, "sqnr_db_float_qdq": 22.4}
-    (w,) = _warnings(ev, off, real_int8=True)
+    (w,) = kernel_warnings(ev, off, real_int8=True)
     assert "12.0 dB below" in w and "--reduce-range on" in w
-    assert "already use 7-bit codes" in _warnings(ev, on, real_int8=True)[0]
-    assert _warnings({"sqnr_db": 21.0, "sqnr_db_float_qdq": 22.4}, off, real_int8=True) == []
-    assert _warnings(ev, off, real_int8=False) == []
+    assert "already use 7-bit codes" in kernel_warnings(ev, on, real_int8=True)[0]
+    assert kernel_warnings({"sqnr_db": 21.0, "sqnr_db_float_qdq": 22.4}, off, real_int8=True) == []
+    assert kernel_warnings(ev, off, real_int8=False) == []
 
 
 def test_cli_reduce_range(tmp_path, setup):

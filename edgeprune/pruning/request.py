@@ -1,0 +1,204 @@
+"""`PruneRequest`: everything one prune job needs, as one frozen config, validated in one place.
+
+`edgeprune prune` builds it from its options and the pipeline from its ``[prune]`` section;
+both hand it to `edgeprune.pruning.job.run_prune`. ``problems()`` is the only place a prune
+setting is checked; it names each field the way the caller's user wrote it (``--epochs`` on
+the command line, ``prune.epochs`` in a pipeline config), so the same check reads right in both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable
+
+from edgeprune.errors import EdgepruneError
+
+DEFAULT_TARGET = "x86-ort-1t"
+DEFAULT_MIN_KEEP = 0.2
+LR_FROM_TRAINED = 0.01  # fine-tuning / pruning while training from trained weights
+LR_FROM_SCRATCH = 0.1
+
+
+class RequestError(EdgepruneError):
+    """A prune request with settings that cannot run; one line per problem."""
+
+
+Names = Callable[[str], str]  # request field -> how the user spells it ("--epochs", "prune.epochs")
+
+
+def cli_name(name: str) -> str:
+    """How `edgeprune prune` spells a request field."""
+    special = {"model": "MODEL", "options.consistency_lambda": "--lambda", "options": "method options"}
+    return special.get(name, "--" + name.replace("_", "-"))
+
+
+@dataclass(frozen=True)
+class PruneRequest:
+    """One prune job: the model, the method and its budget, the data and schedule, where to write.
+
+    ``weights_trained`` says whether ``weights`` are trained (default learning rate 0.01) or a
+    random initialisation saved to a file (0.1, as without weights). ``options`` are the
+    method's options as sorted (name, value) pairs (see `method_options`)."""
+
+    model: str
+    budget: str
+    out: str
+    method: str = "l1"
+    options: tuple[tuple[str, Any], ...] = ()
+    weights: str | None = None
+    weights_trained: bool = True
+    input_shape: tuple[int, ...] | None = None
+    min_keep: float = DEFAULT_MIN_KEEP
+    align: int | str = "auto"
+    target: str = DEFAULT_TARGET
+    data: str | None = None
+    data_root: str | None = None
+    train_subset: int | None = None
+    test_subset: int | None = None
+    eval_batch_size: int = 500
+    epochs: int | None = None
+    finetune_epochs: int = 0
+    lr: float | None = None
+    batch_size: int = 128
+    seed: int = 0
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def build(cls, *, options: dict[str, Any] | None = None, **values: Any) -> "PruneRequest":
+        """A request from plain values (``options`` as a dict, ``input_shape`` as a list)."""
+        if values.get("input_shape") is not None:
+            values["input_shape"] = tuple(int(d) for d in values["input_shape"])
+        return cls(options=tuple(sorted((options or {}).items())), **values)
+
+    @property
+    def method_options(self) -> dict[str, Any]:
+        return dict(self.options)
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings that made a prune folder (its manifest's ``settings``)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        data["options"] = self.method_options
+        data["input_shape"] = list(self.input_shape) if self.input_shape else None
+        return data
+
+    # ---- what the job needs, resolved once -------------------------------------------------
+
+    @property
+    def training_time(self) -> bool:
+        """Whether the method prunes while training (needs data and epochs)."""
+        from edgeprune.methods import get_method
+
+        return bool(getattr(get_method(self.method, **self.method_options), "training_time", False))
+
+    @property
+    def trains(self) -> bool:
+        """Whether the job trains at all (a training-time method, or fine-tuning)."""
+        return self.training_time or self.finetune_epochs > 0
+
+    def parsed_budget(self):
+        import dataclasses
+
+        from edgeprune.pruning.budget import Budget
+
+        return dataclasses.replace(Budget.parse(self.budget), min_keep=self.min_keep)
+
+    def resolved_align(self) -> int:
+        """``auto`` -> the target's alignment."""
+        if self.align != "auto":
+            return int(self.align)
+        if "align" not in self._cache:
+            from edgeprune.targets import load_target
+
+            self._cache["align"] = load_target(self.target).align
+        return self._cache["align"]
+
+    @property
+    def learning_rate(self) -> float:
+        """``lr``, or the default: 0.01 from trained weights, 0.1 from scratch."""
+        if self.lr is not None:
+            return self.lr
+        return LR_FROM_TRAINED if self.weights is not None and self.weights_trained else LR_FROM_SCRATCH
+
+    def train_config(self):
+        from edgeprune.train import TrainConfig
+
+        epochs = self.epochs if self.training_time else self.finetune_epochs
+        return TrainConfig(epochs=epochs, lr=self.learning_rate, batch_size=self.batch_size, seed=self.seed,
+                           eval_batch_size=self.eval_batch_size)
+
+    # ---- validation --------------------------------------------------------------------------
+
+    def problems(self, names: Names = cli_name) -> list[tuple[str, str]]:
+        """Every setting that cannot run, as (field, message); the message names fields with
+        ``names``. Cheap: nothing is built or read but the method registry and target files."""
+        from edgeprune.methods import available_methods, method_options
+
+        out: list[tuple[str, str]] = []
+
+        def bad(name: str, message: str) -> None:
+            out.append((name, message))
+
+        training_time = None
+        try:
+            from edgeprune.models.spec import parse_spec
+
+            parse_spec(self.model)
+        except EdgepruneError as err:
+            bad("model", str(err))
+        if self.method not in available_methods():
+            bad("method", f"unknown method {self.method!r}; available: {', '.join(available_methods())}")
+        else:
+            allowed = method_options(self.method)
+            unknown = sorted(set(self.method_options) - set(allowed))
+            for key in unknown:
+                bad(f"options.{key}", f"method {self.method!r} has no such option; "
+                    + (f"allowed: {', '.join(allowed)}" if allowed else "it takes no options"))
+            if not unknown:
+                try:
+                    training_time = self.training_time
+                except (TypeError, ValueError, EdgepruneError) as err:
+                    bad("options", str(err))
+        try:
+            self.parsed_budget()
+        except EdgepruneError as err:
+            bad("budget", str(err).replace("--min-keep", names("min_keep")))
+        if not 0.0 <= self.min_keep <= 1.0:
+            bad("min_keep", f"must be a fraction in [0, 1], got {self.min_keep}")
+        if self.align == "auto":
+            try:
+                self.resolved_align()
+            except EdgepruneError as err:
+                bad("target", str(err))
+        elif isinstance(self.align, bool) or not isinstance(self.align, int) or self.align < 1:
+            bad("align", f"must be a positive integer or 'auto', got {self.align!r}")
+        if training_time:
+            missing = [n for n, v in (("epochs", self.epochs), ("data", self.data)) if v is None]
+            if missing:
+                bad(missing[0], f"method {self.method} prunes while training: pass {names('data')} and {names('epochs')}")
+            if self.finetune_epochs:
+                bad("finetune_epochs", f"is for one-shot methods; {self.method} trains with its masks for {names('epochs')}")
+        elif training_time is False:
+            if self.epochs is not None:
+                bad("epochs", f"trains a training-time method; to fine-tune after {self.method} use "
+                    f"{names('finetune_epochs')}")
+            if self.finetune_epochs and self.data is None:
+                bad("finetune_epochs", f"fine-tuning needs {names('data')}")
+        for key in ("epochs", "lr", "batch_size"):
+            value = getattr(self, key)
+            if value is not None and not value > 0:
+                bad(key, f"must be positive, got {value}")
+        if self.batch_size == 1:
+            bad("batch_size", "must be at least 2 (BatchNorm)")
+        if self.finetune_epochs < 0:
+            bad("finetune_epochs", f"must be >= 0, got {self.finetune_epochs}")
+        for key, low in (("train_subset", 2), ("test_subset", 1), ("eval_batch_size", 1)):
+            value = getattr(self, key)
+            if value is not None and value < low:
+                bad(key, f"must be at least {low}, got {value}")
+        return out
+
+    def check(self, names: Names = cli_name) -> None:
+        """RequestError listing every problem (``NAME: message`` per line)."""
+        found = self.problems(names)
+        if found:
+            raise RequestError("\n".join(f"{names(name)}: {message}" for name, message in found))
