@@ -151,7 +151,9 @@ class PruneRequest:
             allowed = method_options(self.method)
             unknown = sorted(set(self.method_options) - set(allowed))
             for key in unknown:
+                owners = [m for m in available_methods() if key in method_options(m)]
                 bad(f"options.{key}", f"method {self.method!r} has no such option; "
+                    + (f"it is only valid with {names('method')} {' or '.join(owners)}; " if owners else "")
                     + (f"allowed: {', '.join(allowed)}" if allowed else "it takes no options"))
             if not unknown:
                 try:

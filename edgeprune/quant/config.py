@@ -99,7 +99,7 @@ class QuantizeConfig:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "QuantizeConfig":
+    def from_json(cls, data: Mapping[str, Any]) -> QuantizeConfig:
         """The config `to_json` wrote; QuantError naming any unknown key."""
         known = [f.name for f in fields(cls)]
         unknown = [k for k in data if k not in known]

@@ -36,7 +36,13 @@ from typing import Any
 
 from edgeprune.quant.config import ACT_BITS, METHODS, QuantizeConfig
 from edgeprune.quant.qdq import QuantError
-from edgeprune.quant.writing import IR_BIN_FILE, IR_XML_FILE, ONNX_FILE, REPORT_FILE, ROLES
+from edgeprune.quant.writing import (
+    IR_BIN_FILE,
+    IR_XML_FILE,
+    ONNX_FILE,
+    REPORT_FILE,
+    ROLES,
+)
 
 __all__ = ["ACT_BITS", "IR_BIN_FILE", "IR_XML_FILE", "METHODS", "ONNX_FILE", "REPORT_FILE", "QuantResult",
            "quantize_onnx"]
@@ -55,7 +61,7 @@ def quantize_onnx(
     model_path: str | os.PathLike,
     calib: str | os.PathLike,
     out_dir: str | os.PathLike,
-    config: QuantizeConfig = QuantizeConfig(),
+    config: QuantizeConfig = QuantizeConfig(),  # noqa: B008 - frozen, so one shared default is safe
     *,
     progress: bool = True,
 ) -> QuantResult:

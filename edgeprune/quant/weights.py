@@ -50,7 +50,7 @@ def _quantize_layer(model, layer, inits, config, code_bits, max_bits, stats):
         add_to_bias(model, layer, bias_delta.astype(np.float32), inits)
     report = {
         "node": layer.node.name, "op": layer.node.op_type, "channels": int(w_oc.shape[0]),
-        "bits": sorted(set(int(b) for b in np.atleast_1d(bits_c))),
+        "bits": sorted({int(b) for b in np.atleast_1d(bits_c)}),
         "mean_bits": float(np.mean(bits_c)),
         "weight_sqnr_db": round(sqnr_db(w_oc, deployed), 3),
         "bias_correction_abs_max": None if bias_delta is None else float(np.abs(bias_delta).max()),

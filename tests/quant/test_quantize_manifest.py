@@ -12,7 +12,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import quant_helpers as qh  # noqa: E402
 
-from edgeprune.files.manifest import ArtifactError, preprocess_record, read_manifest, write_manifest  # noqa: E402
+from edgeprune.files.manifest import (  # noqa: E402
+    ArtifactError,
+    preprocess_record,
+    read_manifest,
+    write_manifest,
+)
 from edgeprune.quant import QuantizeConfig, quantize_onnx  # noqa: E402
 
 CLASSES = ["a", "b", "c", "d"]

@@ -11,20 +11,14 @@ import torch.multiprocessing as mp
 def _worker(rank: int, world: int, init: str, root: str, out: str, method: str) -> None:
     import torch.distributed as dist
 
-    from edgeprune.data import open_data
     from edgeprune.methods.sfp import SoftMaskBase
-    from edgeprune.models import build_model
-    from edgeprune.pruning.budget import Budget
-    from edgeprune.train import TrainConfig
+    from edgeprune.pruning.job import run_prune
+    from edgeprune.pruning.request import PruneRequest
     from edgeprune.train.distributed import current
-    from edgeprune.train.jobs import prune_while_training
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
-        torch.manual_seed(0)
-        model, shape = build_model("edgeprune:resnet20")
-        data = open_data("fashion-mnist", root=root, input_shape=shape, train_subset=128, test_subset=64)
         captured = {"masks": []}
         reselect = SoftMaskBase._reselect
 
@@ -34,10 +28,10 @@ def _worker(rank: int, world: int, init: str, root: str, out: str, method: str) 
             return regrown
 
         SoftMaskBase._reselect = record
-        result = prune_while_training(
-            model, "edgeprune:resnet20", shape, method, Budget.parse("flops=0.5"), 1, data,
-            TrainConfig(epochs=2, batch_size=16, lr=0.05), out, progress=False, dist=current(),
-        )
+        request = PruneRequest(model="edgeprune:resnet20", budget="flops=0.5", out=out, method=method, align=1,
+                               data="fashion-mnist", data_root=root, train_subset=128, test_subset=64,
+                               epochs=2, batch_size=16, lr=0.05)
+        result = run_prune(request, progress=False, dist=current())
         head = {}
         if method == "crsfp":
             head = {"r_head": result.report["crsfp"]["r_head_params"]}

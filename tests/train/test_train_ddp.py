@@ -11,19 +11,13 @@ import torch.multiprocessing as mp
 def _worker(rank: int, world: int, init: str, root: str, out: str) -> None:
     import torch.distributed as dist
 
-    from edgeprune.data import open_data
-    from edgeprune.models import build_model
-    from edgeprune.pruning.budget import Budget
-    from edgeprune.train import TrainConfig
+    from edgeprune.pruning.job import run_prune
+    from edgeprune.pruning.request import PruneRequest
     from edgeprune.train.distributed import current
-    from edgeprune.train.jobs import prune_while_training
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
-        torch.manual_seed(0)
-        model, shape = build_model("edgeprune:resnet20")
-        data = open_data("fashion-mnist", root=root, input_shape=shape, train_subset=128, test_subset=64)
         captured = {}
         import edgeprune.methods.dtp as dtp
 
@@ -42,10 +36,10 @@ def _worker(rank: int, world: int, init: str, root: str, out: str) -> None:
             per_step.append(torch.cat([m.detach() for m in self._soft]))
 
         dtp.DTP._step = record
-        result = prune_while_training(
-            model, "edgeprune:resnet20", shape, "dtp", Budget.parse("flops=0.5"), 1, data,
-            TrainConfig(epochs=1, batch_size=16, lr=0.05), out, progress=False, dist=current(),
-        )
+        request = PruneRequest(model="edgeprune:resnet20", budget="flops=0.5", out=out, method="dtp", align=1,
+                               data="fashion-mnist", data_root=root, train_subset=128, test_subset=64,
+                               epochs=1, batch_size=16, lr=0.05)
+        result = run_prune(request, progress=False, dist=current())
         torch.save({**captured, "per_step": per_step, "accuracy": result.report["accuracy"],
                     "weights": {k: v.clone() for k, v in result.model.state_dict().items()}},
                    f"{out}/rank{rank}.pt")
