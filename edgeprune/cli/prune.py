@@ -1,7 +1,9 @@
 """`edgeprune prune`: a `PruneRequest` from the options, run by the one prune job (`run_prune`).
 
-One-shot criteria (l1, l2, bn-scale) prune at once and may fine-tune afterwards
-(--finetune-epochs); training-time methods (dtp, sfp, crsfp) prune while training (--epochs)."""
+One-shot criteria prune at once and may fine-tune afterwards (--finetune-epochs); training-time
+methods prune while training (--epochs). Methods and their options come from the registry
+(`edgeprune.methods`, `--option KEY=VALUE`); `--lambda` is the documented shorthand for CR-SFP's
+``--option consistency_lambda=...``."""
 
 from __future__ import annotations
 
@@ -15,9 +17,9 @@ from edgeprune.pruning.request import DEFAULT_MIN_KEEP, cli_name
 @click.command("prune", help="Prune MODEL to an exact budget and physically slim it.\n\n" + MODEL_HELP)
 @model_argument
 @click.option("--method", default="l1", show_default=True,
-              help="l1, l2 or bn-scale (one-shot); or, training while pruning (need --data and --epochs): "
-                   "dtp (Differentiable Transportation Pruning), sfp (Soft Filter Pruning), "
-                   "crsfp (SFP with a consistent full/pruned network pair, see --lambda).")
+              help="A registered pruning method (an unknown name lists them all). One-shot criteria (l1, l2, "
+                   "bn-scale, ...) prune at once, optionally fine-tuned with --finetune-epochs; training-time "
+                   "methods (dtp, sfp, crsfp, ...) prune while training and need --data and --epochs.")
 @click.option(
     "--budget",
     required=True,
@@ -34,18 +36,21 @@ from edgeprune.pruning.request import DEFAULT_MIN_KEEP, cli_name
               help="Training epochs of a training-time method (dtp, sfp, crsfp).")
 @click.option("--lambda", "consistency_lambda", type=click.FloatRange(min=0.0), default=None,
               help="crsfp only: weight of the symmetric KL between the full and the pruned network [default: 1.0].")
+@click.option("--option", "method_option", multiple=True, metavar="KEY=VALUE",
+              help="A method option (repeatable), e.g. --option consistency_lambda=0.5; VALUE is read as a "
+                   "number, true/false, or else a string.")
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Fine-tune the slim model of a one-shot method for N epochs on --data.")
 @training_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for plan.json, model.pt and report.json.")
 def command(model, method, budget, min_keep, align, target, weights, input_shape, data_name, data_root, test_subset, epochs,
-            consistency_lambda, finetune_epochs, train_subset, lr, batch_size, seed, resume, stop_after, threads, progress, out):
+            consistency_lambda, method_option, finetune_epochs, train_subset, lr, batch_size, seed, resume, stop_after, threads, progress, out):
     from edgeprune.models import parse_input_shape
     from edgeprune.pruning.request import PruneRequest
 
     request = PruneRequest.build(
         model=model, budget=budget, out=out, method=method,
-        options={} if consistency_lambda is None else {"consistency_lambda": consistency_lambda},
+        options=_method_options(method_option, consistency_lambda),
         weights=weights, input_shape=parse_input_shape(input_shape), min_keep=min_keep,
         align=align if align == "auto" else _positive_int(align), target=target,
         data=data_name, data_root=data_root, train_subset=train_subset, test_subset=test_subset,
@@ -76,6 +81,25 @@ def command(model, method, budget, min_keep, align, target, weights, input_shape
     if "accuracy" in r:
         click.echo(f"  top-1   {r['accuracy']:.4f} on {r.get('test_samples', '?')} test images of {data_name}")
     click.echo(f"  wrote   {out}/plan.json, model.pt, report.json, manifest.json")
+
+
+def _method_options(pairs: tuple[str, ...], consistency_lambda: float | None) -> dict:
+    """--option KEY=VALUE pairs (and --lambda) as the method's options."""
+    import json
+
+    options = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"must be KEY=VALUE, got {pair!r}", param_hint="--option")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        options[key.strip()] = value
+    if consistency_lambda is not None:
+        options["consistency_lambda"] = consistency_lambda
+    return options
 
 
 def _positive_int(align: str) -> int | str:

@@ -71,3 +71,14 @@ def test_unknown_target_lists_available(tmp_path):
 def test_python_dash_m_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "edgeprune", "--version"], check=True, capture_output=True, text=True)
     assert "edgeprune" in out.stdout
+
+
+def test_method_options_pass_through_option(tmp_path):
+    """Any method's options reach it as --option KEY=VALUE (no per-method CLI flag needed); a
+    wrong key names the methods that have it."""
+    base = ["prune", "edgeprune:resnet20", "--budget", "flops=0.5", "--align", "8"]
+    bad = CliRunner().invoke(main, [*base, "--method", "l1", "--option", "consistency_lambda=0.5", "--out", str(tmp_path / "a")])
+    assert bad.exit_code == 2 and "--option consistency_lambda" not in bad.output
+    assert "method 'l1' has no such option; it is only valid with --method crsfp" in bad.output
+    malformed = CliRunner().invoke(main, [*base, "--option", "seed", "--out", str(tmp_path / "b")])
+    assert malformed.exit_code == 2 and "must be KEY=VALUE" in malformed.output
