@@ -1,6 +1,6 @@
 """Pruning methods, one per file, registered by name (``--method NAME``)."""
 
-from edgeprune.methods import bn_scale, crsfp, dtp, magnitude, sfp  # noqa: F401  (registration)
+from edgeprune.methods import bn_scale, crsfp, dtp, magnitude, random, sfp  # noqa: F401  (registration)
 from edgeprune.methods.base import (
     ImportanceMethod,
     available_methods,
