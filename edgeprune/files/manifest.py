@@ -151,7 +151,8 @@ def manifest_of_file(path: str | os.PathLike, kinds: Sequence[str] | None = None
     own. The file itself must be listed (a stray file in an artifact folder is refused)."""
     path = Path(path)
     folder = path.parent
-    if not (folder / MANIFEST).is_file() and not any((folder / n).is_file() for n in REPORT_FILES.values()):
+    reports = [REPORT_FILES[k] for k in (kinds or KINDS)]
+    if not (folder / MANIFEST).is_file() and not any((folder / n).is_file() for n in reports):
         return None
     manifest = read_manifest(folder, kinds)
     if path.name not in manifest.files:

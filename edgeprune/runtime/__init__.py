@@ -66,7 +66,12 @@ def open_runner(
         RunnerError: unknown runtime, bad settings, unavailable device/provider.
         MissingDependencyError: the runtime's package is not installed (message has the pip command).
         SpecError: missing/unreadable model file, or input shapes that do not fit the model.
+        ArtifactError: the file lies in an edgeprune artifact folder whose files do not match its
+            manifest.json (a crash between two writes, a file replaced by hand).
     """
+    from edgeprune.files.manifest import manifest_of_file
+
+    manifest_of_file(path, kinds=("export", "quantize"))  # a file of an edgeprune folder must match its manifest (ArtifactError names it)
     entry = runtime_entry(runtime)
     if settings is None:
         settings = make_settings(entry.name, values)
