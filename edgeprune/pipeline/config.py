@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune.errors import EdgepruneError
-from edgeprune.files.hashing import sha256_json
 from edgeprune.files.toml import load_toml
+from edgeprune.pruning.request import DEFAULT_MIN_KEEP
 
 SCHEMA = "edgeprune.pipeline.config/1"
 VARIANTS = ("dense", "pruned", "pruned-int8")
@@ -41,7 +41,7 @@ SCHEMA_KEYS: dict[str, dict[str, tuple[str, Any]]] = {
     },
     "train": {"epochs": ("int", REQUIRED), "lr": ("float", 0.1), "batch_size": ("int", 128), "seed": ("int", 0)},
     "prune": {
-        "method": ("str", REQUIRED), "budget": ("str", REQUIRED), "min_keep": ("float", 0.2),
+        "method": ("str", REQUIRED), "budget": ("str", REQUIRED), "min_keep": ("float", DEFAULT_MIN_KEEP),
         "align": ("int|auto", "auto"), "epochs": ("int", None), "finetune_epochs": ("int", 0),
         "lr": ("float", None), "batch_size": ("int", 128), "seed": ("int", 0), "options": ("table", {}),
     },
@@ -124,12 +124,6 @@ class PipelineConfig:
             finetune_epochs=p.get("finetune_epochs"), lr=p.get("lr"), batch_size=p.get("batch_size"),
             seed=p.get("seed"), **data,
         )
-
-    def section_hash(self, *names: str, extra: Any = None) -> str:
-        payload = {n: self.sections.get(n) for n in names}
-        if extra is not None:
-            payload["extra"] = extra
-        return sha256_json(payload)
 
 
 def pipeline_name(name: str) -> str:

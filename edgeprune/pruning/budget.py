@@ -28,9 +28,9 @@ import numpy as np
 
 from edgeprune.errors import BudgetError
 from edgeprune.pruning.cost import CostModel
+from edgeprune.pruning.request import DEFAULT_MIN_KEEP as MIN_KEEP  # no group keeps fewer of its channels
 
 KINDS = ("flops", "params", "ratio")
-MIN_KEEP = 0.2  # default floor: no group keeps fewer than this fraction of its channels
 TOLERANCE = 0.99  # achieved cost is within [TOLERANCE * target, target] when reachable
 
 

@@ -85,9 +85,6 @@ class CostModel:
     def dense(self, metric: str) -> float:
         return self.cost(metric, self.sizes)
 
-    def terms_touching(self, metric: str, group: int) -> list[Term]:
-        return self._touching[metric][group]
-
     def group_cost(self, metric: str, group: int, widths: Sequence[float]) -> float:
         """The part of the cost that depends on ``group``'s width (for deltas)."""
         return sum(t(widths) for t in self._touching[metric][group])
