@@ -6,7 +6,9 @@
 
 One-shot methods score, allocate and slim at once (then fine-tune with ``finetune_epochs``);
 training-time methods prune while training for ``epochs``. Every path ends in the same folder
-format (`edgeprune.pruning.folder.save_pruned`), whose manifest records what the model was fed:
+format (`edgeprune.pruning.folder.save_pruned`); an old folder's manifest is removed only when
+its files start to change (the first training checkpoint, or the final write), so a job that
+fails before that leaves the previous result usable. The manifest records what the model was fed:
 the training data's normalisation when it trained here, else what the weights' own folder says,
 else the spec's default.
 """
@@ -38,7 +40,6 @@ def run_prune(
     request.check(names)
     import torch
 
-    from edgeprune.files.manifest import clear_manifest
     from edgeprune.models import build_model
     from edgeprune.train.distributed import current
 
@@ -48,8 +49,6 @@ def run_prune(
     source = weights_manifest(request.weights)
     model, shape = build_model(request.model, request.input_shape, request.weights)
     data = _open_data(request, shape)
-    if dist.is_main:
-        clear_manifest(request.out)  # the folder is about to change: never half old, half new
     result = _prune(request, model, shape, budget, align, data, resume=resume, stop_after=stop_after,
                     progress=progress, dist=dist)
     if result is None:

@@ -106,11 +106,12 @@ class PruneRequest:
         """``auto`` -> the target's alignment."""
         if self.align != "auto":
             return int(self.align)
-        if "align" not in self._cache:
+        key = ("align", self.target)
+        if key not in self._cache:
             from edgeprune.targets import load_target
 
-            self._cache["align"] = load_target(self.target).align
-        return self._cache["align"]
+            self._cache[key] = load_target(self.target).align
+        return self._cache[key]
 
     @property
     def learning_rate(self) -> float:
@@ -161,9 +162,11 @@ class PruneRequest:
                 except (TypeError, ValueError, EdgepruneError) as err:
                     bad("options", str(err))
         try:
-            self.parsed_budget()
+            from edgeprune.pruning.budget import Budget
+
+            Budget.parse(self.budget)
         except EdgepruneError as err:
-            bad("budget", str(err).replace("--min-keep", names("min_keep")))
+            bad("budget", str(err))
         if not 0.0 <= self.min_keep <= 1.0:
             bad("min_keep", f"must be a fraction in [0, 1], got {self.min_keep}")
         if self.align == "auto":

@@ -104,6 +104,8 @@ def prune_while_training(
         "widths": list(widths),
     }
     trainer = Trainer(model, data, config, out=out, method=pruner, run=run, dist=dist, progress=progress)
+    if dist.is_main:
+        clear_manifest(out)  # the folder's files are about to change: never half old, half new
     metrics = trainer.fit(resume=resume, stop_after=stop_after)
     if not metrics["complete"]:
         return None
@@ -145,6 +147,8 @@ def finetune(
         "align": result.report["align"], "widths": list(result.plan.widths),
     }
     trainer = Trainer(model, data, config, out=out, run=run, dist=dist, progress=progress)
+    if dist.is_main:
+        clear_manifest(out)  # the folder's files are about to change: never half old, half new
     metrics = trainer.fit(resume=resume, stop_after=stop_after)
     if not metrics["complete"]:
         return None

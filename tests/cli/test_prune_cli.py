@@ -82,3 +82,18 @@ def test_method_options_pass_through_option(tmp_path):
     assert "method 'l1' has no such option; it is only valid with --method crsfp" in bad.output
     malformed = CliRunner().invoke(main, [*base, "--option", "seed", "--out", str(tmp_path / "b")])
     assert malformed.exit_code == 2 and "must be KEY=VALUE" in malformed.output
+
+
+def test_a_failed_rerun_leaves_the_previous_folder_usable(tmp_path):
+    """An error before anything changes (here an infeasible budget) keeps the old folder intact
+    and still verifiable against its manifest."""
+    from edgeprune.files.manifest import read_manifest
+
+    out = tmp_path / "run"
+    base = ["prune", "edgeprune:resnet20", "--method", "l1", "--align", "8", "--out", str(out)]
+    assert CliRunner().invoke(main, [*base, "--budget", "flops=0.5"]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    failed = CliRunner().invoke(main, [*base, "--budget", "flops=0.001"])
+    assert failed.exit_code == 2 and "smallest achievable" in failed.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert read_manifest(out, kinds=("prune",)).settings["budget"] == "flops=0.5"
