@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from edgeprune.errors import EdgepruneError, MissingDependencyError
+from edgeprune.errors import EdgepruneError
+from edgeprune.files.toml import load_toml
 from edgeprune.profile.profiler import ProfileConfig
 from edgeprune.runtime.base import (
     RunnerError,
@@ -191,29 +192,11 @@ def target_from_dict(data: Mapping[str, Any], where: str = "target") -> Target:
     )
 
 
-def _tomllib() -> Any:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ModuleNotFoundError:
-            raise MissingDependencyError("reading targets on Python 3.10 needs tomli: pip install tomli") from None
-    return tomllib
-
-
 def read_target_file(path: str | os.PathLike) -> Target:
     """Parse and validate one target TOML file; its ``name`` must equal the file name."""
     path = Path(path)
     where = _display(path)
-    tomllib = _tomllib()
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise TargetError(f"target file not found: {where}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise TargetError(f"{where}: not valid TOML: {err}") from None
+    data, _ = load_toml(path, "target file", TargetError, where)
     target = target_from_dict(data, where)
     if target.name != path.stem:
         raise TargetError(f"{where}: name {target.name!r} must match the file name {path.stem!r}")

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from edgeprune.data.base import Augment, DataError, ImageSet, Normalization
+from edgeprune.files.images import EXTENSIONS, read_image
 
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 TEST_DIRS = ("test", "val")
 
 
@@ -30,28 +30,17 @@ def _classes(split_dir: Path) -> tuple[str, ...]:
 
 
 def _load(split_dir: Path, classes: tuple[str, ...], channels: int, size: tuple[int, int]):
-    from PIL import Image
-
-    mode = {1: "L", 3: "RGB"}.get(channels)
-    if mode is None:
+    if channels not in (1, 3):
         raise DataError(f"image folders need a model with 1 or 3 input channels, not {channels}")
     images, labels = [], []
     for label, name in enumerate(classes):
         files = sorted(p for p in (split_dir / name).iterdir() if p.suffix.lower() in EXTENSIONS)
         for path in files:
-            try:
-                with Image.open(path) as img:
-                    img = img.convert(mode)
-                    if img.size != (size[1], size[0]):
-                        img = img.resize((size[1], size[0]), Image.BILINEAR)
-                    arr = np.asarray(img, dtype=np.uint8)
-            except OSError as err:
-                raise DataError(f"{path}: not a readable image ({err})") from None
-            images.append(arr.reshape(size[0], size[1], channels))
+            images.append(read_image(path, channels, size, "stretch", DataError))  # (C, H, W)
             labels.append(label)
     if not images:
         raise DataError(f"{split_dir}: no images with extensions {', '.join(EXTENSIONS)}")
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()  # (N, C, H, W)
+    x = torch.from_numpy(np.stack(images)).contiguous()  # (N, C, H, W)
     return x, torch.tensor(labels, dtype=torch.int64)
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from edgeprune import __version__
+from edgeprune.files.hashing import sha256_file
 from edgeprune.profile.layers import LayerNameMap, aggregate_layers
 from edgeprune.profile.machine import machine_info
 from edgeprune.profile.report import SCHEMA
@@ -42,14 +42,6 @@ class ProfileConfig:
             raise RunnerError(f"{where}.batch must be a positive integer, got {self.batch!r}")
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def default_model_name(path: str | os.PathLike) -> str:
     """The file stem, or the folder name for the exporter's generic ``model.onnx``/``model.xml``."""
     p = Path(path)
@@ -62,7 +54,7 @@ def model_info(path: str | os.PathLike, runner: Any, name: str | None = None) ->
     return {
         "name": name or default_model_name(p),
         "path": str(p),
-        "sha256": file_sha256(p),
+        "sha256": sha256_file(p),
         "size_bytes": p.stat().st_size,
         "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": str(i.dtype)} for i in runner.inputs],
     }
