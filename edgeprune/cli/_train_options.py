@@ -17,6 +17,30 @@ def data_options(f):
     return f
 
 
+def feed_options(f):
+    """--mean, --std (what the model is fed), --augment."""
+    options = [
+        click.option("--mean", default=None, metavar="M1,M2,...",
+                     help="Per-channel mean the model expects, for pixels in [0,1] (e.g. 0.485,0.456,0.406). Default: "
+                          "what its --weights' folder records, else the spec's for trained weights, else the data's statistics."),
+        click.option("--std", default=None, metavar="S1,S2,...", help="Per-channel std, with --mean."),
+        click.option("--augment", type=click.Choice(["auto", "none", "crop", "flip", "crop+flip"]), default="auto",
+                     show_default=True, help="Training augmentation. auto: crop+flip for Fashion-MNIST, crop only for "
+                     "image folders (a flip harms digits, text and other data that is not mirror-symmetric)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def parse_feed(mean: str | None, std: str | None) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """--mean/--std text -> tuples (SpecError naming the option when not numbers)."""
+    from edgeprune.models.preprocess import parse_values
+
+    return (parse_values(mean, "--mean") if mean is not None else None,
+            parse_values(std, "--std") if std is not None else None)
+
+
 def training_options(f):
     """--train-subset, --lr, --batch-size, --seed, --resume, --stop-after, --threads, --no-progress."""
     options = [
@@ -42,12 +66,14 @@ def training_options(f):
     return f
 
 
-def open_data_for(data_name, data_root, input_shape, train_subset=None, test_subset=None):
-    """Load the dataset named on the command line, checked against the model's input shape."""
-    from edgeprune.data import open_data
+def open_data_for(data_name, data_root, input_shape, train_subset=None, test_subset=None, augment="auto", feed=None):
+    """Load the dataset named on the command line, checked against the model's input shape and
+    normalised as ``feed`` (a Preprocess) says, else with the data's own statistics."""
+    from edgeprune.data import Normalization, open_data
 
-    return open_data(data_name, root=data_root, input_shape=input_shape,
-                     train_subset=train_subset, test_subset=test_subset)
+    norm = Normalization(feed.mean, feed.std, feed.name) if feed is not None else None
+    return open_data(data_name, root=data_root, input_shape=input_shape, train_subset=train_subset,
+                     test_subset=test_subset, augment=augment, normalization=norm)
 
 
 def set_threads(threads):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from edgeprune.cli._options import MODEL_HELP, align_option, input_shape_option, model_argument, target_option, weights_option
-from edgeprune.cli._train_options import data_options, set_threads, training_options
+from edgeprune.cli._train_options import data_options, feed_options, parse_feed, set_threads, training_options
 from edgeprune.pruning.request import DEFAULT_MIN_KEEP, cli_name
 
 
@@ -32,6 +32,7 @@ from edgeprune.pruning.request import DEFAULT_MIN_KEEP, cli_name
 @weights_option
 @input_shape_option
 @data_options
+@feed_options
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Training epochs of a training-time method (dtp, sfp, crsfp).")
 @click.option("--lambda", "consistency_lambda", type=click.FloatRange(min=0.0), default=None,
@@ -43,17 +44,20 @@ from edgeprune.pruning.request import DEFAULT_MIN_KEEP, cli_name
               help="Fine-tune the slim model of a one-shot method for N epochs on --data.")
 @training_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for plan.json, model.pt and report.json.")
-def command(model, method, budget, min_keep, align, target, weights, input_shape, data_name, data_root, test_subset, epochs,
+def command(model, method, budget, min_keep, align, target, weights, input_shape, data_name, data_root, test_subset, mean, std,
+            augment, epochs,
             consistency_lambda, method_option, finetune_epochs, train_subset, lr, batch_size, seed, resume, stop_after, threads, progress, out):
     from edgeprune.models import parse_input_shape
     from edgeprune.pruning.request import PruneRequest
 
+    mean, std = parse_feed(mean, std)
     request = PruneRequest.build(
         model=model, budget=budget, out=out, method=method,
         options=_method_options(method_option, consistency_lambda),
         weights=weights, input_shape=parse_input_shape(input_shape), min_keep=min_keep,
         align=align if align == "auto" else _positive_int(align), target=target,
         data=data_name, data_root=data_root, train_subset=train_subset, test_subset=test_subset,
+        augment=augment, mean=mean, std=std,
         epochs=epochs, finetune_epochs=finetune_epochs, lr=lr, batch_size=batch_size, seed=seed,
     )
     problems = request.problems()  # cheap checks first: nothing is built on bad input
@@ -78,6 +82,12 @@ def command(model, method, budget, min_keep, align, target, weights, input_shape
     click.echo(f"  FLOPs   {r['flops_dense'] / 1e6:12.2f}M -> {r['flops_pruned'] / 1e6:12.2f}M  ({r['flops_ratio']:.4f})")
     click.echo(f"  params  {r['params_dense'] / 1e6:12.3f}M -> {r['params_pruned'] / 1e6:12.3f}M  ({r['params_ratio']:.4f})")
     click.echo(f"  parity  max|masked - slim| = {r['parity_max_abs_diff']:.2e} (relative {r['parity_rel_diff']:.2e})")
+    pre = r.get("preprocess")
+    if pre:
+        click.echo(f"  fed     mean {pre['mean']} std {pre['std']} on pixels in [0,1] ({pre['source']})")
+        if request.weights is not None and str(pre["source"]).startswith("statistics of"):
+            click.echo("  note    the preprocessing these weights were trained with is unknown, so the data's own "
+                       "statistics were used; pass --mean/--std if the model expects something else")
     if "accuracy" in r:
         click.echo(f"  top-1   {r['accuracy']:.4f} on {r.get('test_samples', '?')} test images of {data_name}")
     click.echo(f"  wrote   {out}/plan.json, model.pt, report.json, manifest.json")

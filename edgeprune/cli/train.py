@@ -13,7 +13,9 @@ from edgeprune.cli._options import (
 )
 from edgeprune.cli._train_options import (
     data_options,
+    feed_options,
     open_data_for,
+    parse_feed,
     set_threads,
     train_config,
     training_options,
@@ -29,12 +31,13 @@ from edgeprune.cli._train_options import (
 )
 @model_argument
 @data_options
+@feed_options
 @click.option("--epochs", type=click.IntRange(min=1), required=True, help="Training epochs.")
 @training_options
 @weights_option
 @input_shape_option
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for model.pt, metrics.json, checkpoint.pt.")
-def command(model, data_name, data_root, test_subset, epochs, train_subset, lr, batch_size, seed, resume,
+def command(model, data_name, data_root, test_subset, mean, std, augment, epochs, train_subset, lr, batch_size, seed, resume,
             stop_after, threads, progress, weights, input_shape, out):
     import torch
 
@@ -48,7 +51,14 @@ def command(model, data_name, data_root, test_subset, epochs, train_subset, lr, 
     dist = from_env()
     torch.manual_seed(seed)  # the initialisation
     module, spec, shape = load_model(model, weights, input_shape)
-    data = open_data_for(data_name, data_root, shape, train_subset, test_subset)
+    from edgeprune.models.preprocess import decide_feed
+    from edgeprune.pruning.job import weights_manifest
+
+    mean, std = parse_feed(mean, std)
+    source = weights_manifest(weights)
+    feed = decide_feed(spec, shape, mean=mean, std=std, weights_record=source.preprocess if source else None,
+                       from_weights=weights is not None)
+    data = open_data_for(data_name, data_root, shape, train_subset, test_subset, augment, feed)
     metrics = train_dense(module, spec, shape, data, config, out, resume=resume, stop_after=stop_after,
                           progress=progress, dist=dist)
     if not dist.is_main:

@@ -8,6 +8,7 @@ The Fashion-MNIST normalisation is exposed as ``FASHION_MNIST_NORMALIZATION``.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from edgeprune.data import fashion_mnist
@@ -19,6 +20,22 @@ FASHION_MNIST_STD = fashion_mnist.STD
 BUILTIN = (fashion_mnist.NAME,)
 
 
+AUGMENTS = ("auto", "none", "crop", "flip", "crop+flip")
+
+
+def resolve_augment(setting: bool | str | None, default: Augment) -> Augment | None:
+    """``auto`` (or True/None): the dataset's default; ``none`` (or False); ``crop`` (random crop
+    after zero padding), ``flip`` (horizontal flips), ``crop+flip``."""
+    if setting in (None, True, "auto"):
+        return default
+    if setting in (False, "none"):
+        return None
+    if setting not in AUGMENTS:
+        raise DataError(f"augment must be one of {', '.join(AUGMENTS)}, got {setting!r}")
+    pad = default.pad or 2
+    return Augment(pad=pad if "crop" in setting else 0, flip="flip" in setting)
+
+
 def open_data(
     data: str,
     *,
@@ -26,7 +43,8 @@ def open_data(
     input_shape: tuple[int, ...] | None = None,
     train_subset: int | None = None,
     test_subset: int | None = None,
-    augment: bool = True,
+    augment: bool | str | None = "auto",
+    normalization: Normalization | None = None,
 ) -> DataSplits:
     """Load a dataset by name (``fashion-mnist``) or from an image-folder directory.
 
@@ -36,7 +54,11 @@ def open_data(
         input_shape: the model's input shape; image folders are resized to it, and
             Fashion-MNIST is checked against it.
         train_subset, test_subset: keep only the first N samples of a split.
-        augment: whether training batches are augmented.
+        augment: training augmentation (see `resolve_augment`). ``auto``: Fashion-MNIST crops
+            and flips; image folders only crop (a flip would harm data that is not
+            mirror-symmetric, digits or text).
+        normalization: what the model is fed (its own mean/std); None: the dataset's
+            (Fashion-MNIST's fixed statistics, an image folder's measured ones).
     """
     if data.lower() == fashion_mnist.NAME:
         train = fashion_mnist.load_split(root or fashion_mnist.DEFAULT_ROOT, "train")
@@ -58,10 +80,16 @@ def open_data(
             f"{train.name} images are {'x'.join(map(str, train.shape))} but the model takes "
             f"{'x'.join(map(str, input_shape[1:]))}; pass --input-shape 1x{'x'.join(map(str, train.shape))}"
         )
-    return DataSplits(train.first(train_subset), test.first(test_subset), aug if augment else None)
+    if normalization is not None:
+        if len(normalization.mean) != train.shape[0]:
+            raise DataError(f"mean/std have {len(normalization.mean)} values but {train.name} images have "
+                            f"{train.shape[0]} channels")
+        train, test = (dataclasses.replace(s, norm=normalization) for s in (train, test))
+    return DataSplits(train.first(train_subset), test.first(test_subset), resolve_augment(augment, aug))
 
 
 __all__ = [
+    "AUGMENTS",
     "Augment",
     "DataError",
     "DataSplits",

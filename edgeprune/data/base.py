@@ -6,7 +6,7 @@ the Debian Fashion-MNIST files and one from a user's image folders behave the sa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,6 +24,7 @@ class Normalization:
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    source: str = field(default="", compare=False)  # where the values come from, for manifests
 
     def to_json(self) -> dict[str, Any]:
         return {"scale": 1.0 / 255.0, "mean": list(self.mean), "std": list(self.std)}

@@ -6,7 +6,8 @@
 Class folders are sorted by name (label i = i-th folder, as torchvision's ImageFolder) and the
 test split must have the same class folders. Images are converted to the model's channel
 count (L or RGB) and resized to its input height x width. Normalisation statistics are
-measured on the training split.
+measured on the training split (used only when the model's own preprocessing is not known).
+Augmentation by default crops only: a flip would harm data that is not mirror-symmetric.
 """
 
 from __future__ import annotations
@@ -70,4 +71,4 @@ def load_folder(root: str | Path, input_shape: tuple[int, ...]) -> tuple[ImageSe
     name = f"folder:{root}"
     train = ImageSet(name, "train", x_train, y_train, classes, norm)
     test = ImageSet(name, "test", x_test, y_test, classes, norm)
-    return train, test, Augment(pad=max(1, size[0] // 8), flip=True)
+    return train, test, Augment(pad=max(1, size[0] // 8), flip=False)  # flips would harm digits, text

@@ -126,3 +126,33 @@ def resolve_preprocess(
         pre = found
     pre.check_channels(input_shape)
     return pre
+
+
+def decide_feed(
+    spec: str,
+    input_shape: Sequence[int],
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    weights_record: dict[str, Any] | None = None,
+    from_weights: bool = False,
+) -> Preprocess | None:
+    """What a model is fed while it trains or is evaluated here, decided once:
+
+    1. ``mean``/``std`` given (``--mean/--std``, the pipeline's ``[model]``);
+    2. the preprocessing recorded by the folder its weights come from (a manifest record);
+    3. for trained weights, the spec's default (torchvision: ImageNet's);
+    4. None: training from scratch with none given, so the data's own statistics are used.
+    """
+    if mean is not None or std is not None:
+        return resolve_preprocess(spec, input_shape, mean, std)
+    if weights_record is not None:
+        pre = Preprocess(tuple(weights_record["mean"]), tuple(weights_record["std"]),
+                         str(weights_record.get("source", "the weights' folder")))
+        pre.check_channels(input_shape)
+        return pre
+    if from_weights:
+        found = default_preprocess(spec, input_shape[1] if len(input_shape) > 1 else 0)
+        if found is not None:
+            return found
+    return None

@@ -37,7 +37,7 @@ SCHEMA_KEYS: dict[str, dict[str, tuple[str, Any]]] = {
     },
     "data": {
         "name": ("str", REQUIRED), "root": ("str", None), "train_subset": ("int", None),
-        "test_subset": ("int", None), "eval_batch_size": ("int", 100),
+        "test_subset": ("int", None), "eval_batch_size": ("int", 100), "augment": ("str", "auto"),
     },
     "train": {"epochs": ("int", REQUIRED), "lr": ("float", 0.1), "batch_size": ("int", 128), "seed": ("int", 0)},
     "prune": {
@@ -112,14 +112,15 @@ class PipelineConfig:
         data = {} if d is None else {
             "data": self.resolved.get("data"), "data_root": self.resolved.get("data_root"),
             "train_subset": d.get("train_subset"), "test_subset": d.get("test_subset"),
-            "eval_batch_size": d.get("eval_batch_size"),
+            "eval_batch_size": d.get("eval_batch_size"), "augment": d.get("augment"),
         }
+        m = self.sections["model"]
         return PruneRequest.build(
             model=self.sections["model"].get("spec", ""), budget=p.get("budget", ""), out=str(out),
             method=p.get("method", ""), options=p.get("options") or {},
             weights=str(Path(out).parent / "dense" / "model.pt"),
             weights_trained=self.sections["train"] is not None or self.sections["model"].get("weights") is not None,
-            input_shape=input_shape, min_keep=p.get("min_keep"), align=p.get("align"),
+            input_shape=input_shape, mean=m.get("mean"), std=m.get("std"), min_keep=p.get("min_keep"), align=p.get("align"),
             target=targets[0] if targets else "", epochs=p.get("epochs"),
             finetune_epochs=p.get("finetune_epochs"), lr=p.get("lr"), batch_size=p.get("batch_size"),
             seed=p.get("seed"), **data,
@@ -264,6 +265,10 @@ def _check_values(cfg: PipelineConfig, err) -> None:
                 resolved["data"] = str(folder)
                 if data.get("root") is not None:
                     err("data.root", "only applies to fashion-mnist (an image folder is data.name itself)")
+            from edgeprune.data import AUGMENTS
+
+            if data.get("augment") not in AUGMENTS:
+                err("data.augment", f"must be one of {', '.join(AUGMENTS)}, got {data.get('augment')!r}")
             for key, low in (("train_subset", 2), ("test_subset", 1), ("eval_batch_size", 1)):
                 if data.get(key) is not None and data[key] < low:
                     err(f"data.{key}", f"must be at least {low}, got {data[key]}")
@@ -280,7 +285,8 @@ def _check_values(cfg: PipelineConfig, err) -> None:
 
     def _check_prune():  # [prune]: the prune job's own checks, named as this file spells them
         request = cfg.prune_request(Path("prune"))
-        problems = [(n, m) for n, m in request.problems(pipeline_name) if n != "model"]  # [model] says it
+        problems = [(n, m) for n, m in request.problems(pipeline_name)
+                    if n not in ("model", "mean", "std", "augment")]  # [model] / [data] report these
         for name, message in problems:
             err("prune.method" if name == "data" else pipeline_name(name), message)
         bad = {name for name, _ in problems}

@@ -6,11 +6,11 @@
 
 One-shot methods score, allocate and slim at once (then fine-tune with ``finetune_epochs``);
 training-time methods prune while training for ``epochs``. Every path ends in the same folder
-format (`edgeprune.pruning.folder.save_pruned`); an old folder's manifest is removed only when
-its files start to change (the first training checkpoint, or the final write), so a job that
-fails before that leaves the previous result usable. The manifest records what the model was fed:
-the training data's normalisation when it trained here, else what the weights' own folder says,
-else the spec's default.
+format (`edgeprune.pruning.folder.save_pruned`). What the model is fed while it trains here is
+decided once (`edgeprune.models.preprocess.decide_feed`) and recorded in the manifest. An old
+folder's manifest is removed only when its files start to change (the first training
+checkpoint, or the final write), so a job that fails before that leaves the previous result
+usable.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgeprune.models.preprocess import decide_feed
 from edgeprune.pruning.request import PruneRequest, cli_name
 
 
@@ -48,7 +49,10 @@ def run_prune(
     torch.manual_seed(request.seed)  # a random initialisation (no weights) is the same every run
     source = weights_manifest(request.weights)
     model, shape = build_model(request.model, request.input_shape, request.weights)
-    data = _open_data(request, shape)
+    feed = decide_feed(request.model, shape, mean=request.mean, std=request.std,
+                       weights_record=source.preprocess if source else None,
+                       from_weights=request.weights is not None and request.weights_trained)
+    data = _open_data(request, shape, feed)
     result = _prune(request, model, shape, budget, align, data, resume=resume, stop_after=stop_after,
                     progress=progress, dist=dist)
     if result is None:
@@ -56,7 +60,9 @@ def run_prune(
     if dist.is_main:
         from edgeprune.pruning.folder import save_pruned
 
-        preprocess, classes = fed_preprocess(request, data, source, shape)
+        preprocess, classes = fed_preprocess(request, data, feed, source, shape)
+        result.report["preprocess"] = preprocess
+        result.report["augment"] = data.augment.to_json() if data is not None and data.augment else None
         save_pruned(request.out, result.plan, result.model, result.report, preprocess=preprocess, classes=classes,
                     settings=request.to_json())
     dist.barrier()
@@ -79,13 +85,14 @@ def _prune(request, model, shape, budget, align, data, **run):
     return result
 
 
-def _open_data(request: PruneRequest, shape):
+def _open_data(request: PruneRequest, shape, feed):
     if request.data is None:
         return None
-    from edgeprune.data import open_data
+    from edgeprune.data import Normalization, open_data
 
-    return open_data(request.data, root=request.data_root, input_shape=shape,
-                     train_subset=request.train_subset, test_subset=request.test_subset)
+    norm = Normalization(feed.mean, feed.std, feed.name) if feed is not None else None
+    return open_data(request.data, root=request.data_root, input_shape=shape, augment=request.augment,
+                     train_subset=request.train_subset, test_subset=request.test_subset, normalization=norm)
 
 
 def weights_manifest(weights: str | Path | None):
@@ -98,17 +105,18 @@ def weights_manifest(weights: str | Path | None):
     return manifest_of_file(weights, kinds=("train", "prune"))
 
 
-def fed_preprocess(request: PruneRequest, data, source, shape) -> tuple[dict[str, Any] | None, list[str] | None]:
-    """(preprocess record, class names) the pruned model was fed: the data's when it trained
-    here, else the weights' folder's, else the data's (evaluated only), else the spec default."""
+def fed_preprocess(request: PruneRequest, data, feed, source, shape) -> tuple[dict[str, Any] | None, list[str] | None]:
+    """(preprocess record, class names) of the pruned model: what it was fed (`decide_feed`:
+    given mean/std, its weights' folder, its spec; the data's statistics only when none is
+    known), and the data's classes, else those its weights' folder records."""
     from edgeprune.files.manifest import preprocess_record
 
     classes = list(data.train.classes) if data is not None else (source.classes if source else None)
-    if data is not None and (request.trains or source is None or source.preprocess is None):
+    if feed is not None:
+        return preprocess_record(feed.mean, feed.std, feed.name), classes
+    if data is not None:
         norm = data.train.norm
-        return preprocess_record(norm.mean, norm.std, data.train.name), classes
-    if source is not None and source.preprocess is not None:
-        return source.preprocess, classes
+        return preprocess_record(norm.mean, norm.std, f"statistics of {data.train.name}"), classes
     return spec_preprocess(request.model, shape), classes
 
 

@@ -53,6 +53,9 @@ class PruneRequest:
     target: str = DEFAULT_TARGET
     data: str | None = None
     data_root: str | None = None
+    augment: str = "auto"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
     train_subset: int | None = None
     test_subset: int | None = None
     eval_batch_size: int = 500
@@ -68,6 +71,9 @@ class PruneRequest:
         """A request from plain values (``options`` as a dict, ``input_shape`` as a list)."""
         if values.get("input_shape") is not None:
             values["input_shape"] = tuple(int(d) for d in values["input_shape"])
+        for key in ("mean", "std"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
         return cls(options=tuple(sorted((options or {}).items())), **values)
 
     @property
@@ -78,7 +84,8 @@ class PruneRequest:
         """The settings that made a prune folder (its manifest's ``settings``)."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
         data["options"] = self.method_options
-        data["input_shape"] = list(self.input_shape) if self.input_shape else None
+        for key in ("input_shape", "mean", "std"):
+            data[key] = list(getattr(self, key)) if getattr(self, key) is not None else None
         return data
 
     # ---- what the job needs, resolved once -------------------------------------------------
@@ -196,6 +203,17 @@ class PruneRequest:
             bad("batch_size", "must be at least 2 (BatchNorm)")
         if self.finetune_epochs < 0:
             bad("finetune_epochs", f"must be >= 0, got {self.finetune_epochs}")
+        from edgeprune.data import AUGMENTS
+
+        if self.augment not in AUGMENTS:
+            bad("augment", f"must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
+        if (self.mean is None) != (self.std is None):
+            bad("mean" if self.mean is None else "std", f"give both {names('mean')} and {names('std')}, or neither")
+        elif self.mean is not None:
+            if len(self.mean) != len(self.std):
+                bad("std", f"has {len(self.std)} values but {names('mean')} has {len(self.mean)}")
+            if any(not v > 0 for v in self.std):
+                bad("std", f"every value must be positive, got {list(self.std)}")
         for key, low in (("train_subset", 2), ("test_subset", 1), ("eval_batch_size", 1)):
             value = getattr(self, key)
             if value is not None and value < low:

@@ -53,7 +53,7 @@ def train_dense(
         save_torch(Path(out) / MODEL, model.state_dict())
         norm = data.train.norm
         write_manifest(out, "train", [MODEL, METRICS], spec=spec, input_shape=input_shape,
-                       preprocess=preprocess_record(norm.mean, norm.std, data.train.name),
+                       preprocess=preprocess_record(norm.mean, norm.std, norm.source or data.train.name),
                        classes=list(data.train.classes),
                        settings={"config": config.to_json(), "data": data.describe()})
     return metrics

@@ -21,7 +21,7 @@ def test_image_folder_is_resized_to_the_model_input(tmp_path):
     data = open_data(str(root), input_shape=(1, 3, 8, 8))
     assert data.train.images.shape == (6, 3, 8, 8) and data.test.images.shape == (6, 3, 8, 8)
     assert data.train.classes == ("cat", "dog") and data.train.labels.tolist() == [0, 0, 0, 1, 1, 1]
-    assert data.augment.pad == 1 and data.augment.flip
+    assert data.augment.pad == 1 and not data.augment.flip  # folders: crop only (digits, text are not mirror-symmetric)
     assert len(data.train.norm.mean) == 3 and all(s > 0 for s in data.train.norm.std)
     gray = open_data(str(root), input_shape=(1, 1, 8, 8))
     assert gray.train.images.shape == (6, 1, 8, 8) and gray.train.images.dtype == torch.uint8
