@@ -34,16 +34,42 @@ def read_preprocess(path: str | os.PathLike) -> dict[str, Any] | None:
     return json.loads(text) if text else None
 
 
+def runtime_for(path: str | os.PathLike, runtime: str | None = None) -> str:
+    """``runtime``, or the one the file's suffix implies (.onnx -> ort, .xml -> openvino)."""
+    path = Path(path)
+    runtime = runtime or RUNTIME_BY_SUFFIX.get(path.suffix)
+    if runtime is None:
+        raise SpecError(f"{path}: cannot tell the runtime from the suffix; use .onnx or .xml, or pass --runtime")
+    return runtime
+
+
+def model_input_shape(path: str | os.PathLike, runtime: str | None = None) -> tuple[Any, ...]:
+    """The file's NCHW input shape: from its ``edgeprune.preprocess`` metadata, else from the
+    runtime's view of the graph (C, H, W must be fixed)."""
+    pre = read_preprocess(path)
+    if pre is not None and len(pre.get("input_shape", [])) == 4:
+        return tuple(pre["input_shape"])
+    from edgeprune.runtime import open_runner
+
+    runner = open_runner(path, runtime_for(path, runtime), batch=1)
+    try:
+        shape = tuple(runner.inputs[0].shape)
+    finally:
+        runner.close()
+    if len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape[1:]):
+        raise SpecError(f"{path}: input {runner.inputs[0].name!r} must be NCHW with fixed C, H, W, got {list(shape)}")
+    return shape
+
+
 def evaluate_deployed(path: str | os.PathLike, data, batch_size: int = 100, runtime: str | None = None) -> dict[str, Any]:
-    """Evaluate ``path`` on an ``edgeprune.data`` ImageSet; returns accuracy, samples, runtime."""
+    """Evaluate ``path`` on a test split (an ``edgeprune.data`` ImageSet or EvalSplit: uint8
+    images (N, C, H, W), labels); returns accuracy, samples, runtime."""
     from edgeprune.runtime import open_runner
 
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"model file {str(path)!r} does not exist")
-    runtime = runtime or RUNTIME_BY_SUFFIX.get(path.suffix)
-    if runtime is None:
-        raise SpecError(f"{path}: cannot tell the runtime from the suffix; use .onnx or .xml, or pass --runtime")
+    runtime = runtime_for(path, runtime)
     pre = read_preprocess(path)
     if pre is not None:
         mean, std = pre["mean"], pre["std"]
@@ -62,7 +88,7 @@ def evaluate_deployed(path: str | os.PathLike, data, batch_size: int = 100, runt
     mean_a = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
     std_a = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
     name = runner.inputs[0].name
-    images, labels = data.images.numpy(), data.labels.numpy()
+    images, labels = np.asarray(data.images), np.asarray(data.labels)
     correct = 0
     try:
         for start in range(0, len(labels), batch):

@@ -14,7 +14,8 @@ from edgeprune.cli._train_options import data_options, set_threads
     "eval",
     help="Evaluate SRC on the test split of --data: a folder written by `edgeprune train` or "
     "`edgeprune prune` (checked against its manifest.json) runs in torch; a model.onnx runs in ONNX "
-    "Runtime and a model.xml in OpenVINO (f32), fed as the file's edgeprune.preprocess metadata says.",
+    "Runtime and a model.xml in OpenVINO (f32), fed as the file's edgeprune.preprocess metadata says, "
+    "resized to the file's input shape (no torch needed for files).",
 )
 @click.argument("src", type=click.Path(exists=True))
 @data_options
@@ -23,27 +24,38 @@ from edgeprune.cli._train_options import data_options, set_threads
 @click.option("--runtime", default=None, help="For a model file: ort or openvino (default: by suffix, .onnx -> ort, .xml -> openvino).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the result as JSON.")
 def command(src, data_name, data_root, test_subset, batch_size, threads, runtime, json_path):
-    from edgeprune.data import open_data
     from edgeprune.files.atomic import write_json
-    from edgeprune.models.saved import load_saved
-    from edgeprune.train.trainer import check_classes, evaluate
 
     if data_name is None:
         raise click.UsageError("--data is required (e.g. --data fashion-mnist)")
-    set_threads(threads)
-    if Path(src).is_file():
-        from edgeprune.deployed_eval import evaluate_deployed
+    if Path(src).is_file():  # a deployed file: its own runtime, no torch
+        from edgeprune.data import open_test_arrays
+        from edgeprune.deployed_eval import evaluate_deployed, model_input_shape
 
-        data = open_data(data_name, root=data_root, input_shape=None, train_subset=1, test_subset=test_subset)
-        result = evaluate_deployed(src, data.test, min(batch_size, 100), runtime)
-        click.echo(f"{src}  {result['runtime']} ({result['precision']})  {data.test.name} test "
+        shape = model_input_shape(src, runtime)
+        data = open_test_arrays(data_name, int(shape[1]), (int(shape[2]), int(shape[3])), root=data_root,
+                                test_subset=test_subset)
+        result = evaluate_deployed(src, data, min(batch_size, 100), runtime)
+        click.echo(f"{src}  {result['runtime']} ({result['precision']})  {data.name} test "
                    f"({result['samples']} images)  top-1 {result['accuracy']:.4f}  [{result['preprocess']}]")
         if json_path:
-            write_json(json_path, {"src": str(src), "data": data.test.name, **result})
+            write_json(json_path, {"src": str(src), "data": data.name, **result})
         return
+    from edgeprune.data import open_data
+    from edgeprune.models.saved import load_saved
+    from edgeprune.train.trainer import check_classes, evaluate
+
+    set_threads(threads)
     saved = load_saved(src)
     model, spec, shape = saved.model, saved.spec, saved.input_shape
-    data = open_data(data_name, root=data_root, input_shape=shape, train_subset=1, test_subset=test_subset)
+    pre = saved.manifest.preprocess
+    norm = None
+    if pre:  # fed the way the model was trained (its manifest), not the data's own statistics
+        from edgeprune.data import Normalization
+
+        norm = Normalization(tuple(pre["mean"]), tuple(pre["std"]), str(pre.get("source", "")))
+    data = open_data(data_name, root=data_root, input_shape=shape, train_subset=1, test_subset=test_subset,
+                     normalization=norm)
     check_classes(model, data, spec)
     result = evaluate(model, data.test, batch_size)
     click.echo(f"{spec}  {src}  {data.test.name} test ({result['samples']} images)  "

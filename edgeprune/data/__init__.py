@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from edgeprune.data import fashion_mnist
 from edgeprune.data.base import Augment, DataError, DataSplits, ImageSet, Normalization
@@ -88,6 +89,50 @@ def open_data(
     return DataSplits(train.first(train_subset), test.first(test_subset), resolve_augment(augment, aug))
 
 
+@dataclasses.dataclass(frozen=True)
+class EvalSplit:
+    """A test split as numpy (uint8 images (N, C, H, W), int64 labels): what deployed files are
+    evaluated on, read without torch."""
+
+    name: str
+    images: Any
+    labels: Any
+    classes: tuple[str, ...]
+    norm: Normalization
+
+
+def open_test_arrays(
+    data: str,
+    channels: int,
+    size: tuple[int, int],
+    *,
+    root: str | Path | None = None,
+    test_subset: int | None = None,
+) -> EvalSplit:
+    """The test split of ``data`` sized for a model that takes ``channels`` x ``size`` (H, W):
+    Fashion-MNIST (checked against it) or an image folder (converted and resized to it)."""
+    if data.lower() == fashion_mnist.NAME:
+        images, labels = fashion_mnist.read_arrays(root or fashion_mnist.DEFAULT_ROOT, "test")
+        classes, norm, name = fashion_mnist.CLASSES, fashion_mnist.NORMALIZATION, fashion_mnist.NAME
+        if images.shape[1:] != (channels, *size):
+            raise DataError(f"fashion-mnist images are 1x28x28 but the model takes {channels}x{size[0]}x{size[1]}")
+    elif Path(data).is_dir():
+        from edgeprune.data.folder import read_test_split
+
+        images, labels, classes = read_test_split(data, channels, size)
+        norm, name = Normalization((0.0,) * channels, (1.0,) * channels, "none"), f"folder:{data}"
+    else:
+        raise DataError(
+            f"--data {data!r} is neither a built-in dataset ({', '.join(BUILTIN)}) nor a directory "
+            "with train/<class>/ and test/<class>/ image folders"
+        )
+    if test_subset is not None:
+        if not 1 <= test_subset <= len(labels):
+            raise DataError(f"{name} test has {len(labels)} samples; cannot take the first {test_subset}")
+        images, labels = images[:test_subset], labels[:test_subset]
+    return EvalSplit(name, images, labels, tuple(classes), norm)
+
+
 __all__ = [
     "AUGMENTS",
     "Augment",
@@ -98,5 +143,7 @@ __all__ = [
     "FASHION_MNIST_STD",
     "ImageSet",
     "Normalization",
+    "EvalSplit",
     "open_data",
+    "open_test_arrays",
 ]

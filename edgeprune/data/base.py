@@ -1,17 +1,20 @@
 """In-memory image datasets: uint8 tensors plus the preprocessing that turns them into inputs.
 
 Everything the trainer and evaluator need lives in one small object, so that a dataset from
-the Debian Fashion-MNIST files and one from a user's image folders behave the same.
+the Debian Fashion-MNIST files and one from a user's image folders behave the same. This module
+imports torch only where tensors are made, so the deployed-file path (`edgeprune eval
+model.onnx`) reads data without it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from edgeprune.errors import EdgepruneError
+
+if TYPE_CHECKING:
+    import torch
 
 
 class DataError(EdgepruneError):
@@ -33,8 +36,10 @@ class Normalization:
     def from_json(cls, data: dict[str, Any]) -> "Normalization":
         return cls(tuple(float(v) for v in data["mean"]), tuple(float(v) for v in data["std"]))
 
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
+    def apply(self, x: "torch.Tensor") -> "torch.Tensor":
         """x: float in [0, 1], (N, C, H, W) -> normalised, in place where possible."""
+        import torch
+
         mean = torch.tensor(self.mean, dtype=x.dtype).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype).view(1, -1, 1, 1)
         return x.sub_(mean).div_(std)
@@ -63,12 +68,14 @@ class ImageSet:
 
     name: str
     split: str
-    images: torch.Tensor
-    labels: torch.Tensor
+    images: "torch.Tensor"
+    labels: "torch.Tensor"
     classes: tuple[str, ...]
     norm: Normalization
 
     def __post_init__(self) -> None:
+        import torch
+
         if self.images.dim() != 4 or self.images.dtype != torch.uint8:
             raise ValueError("images must be a uint8 tensor (N, C, H, W)")
         if self.labels.shape != (self.images.shape[0],):

@@ -12,7 +12,6 @@ import struct
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from edgeprune.data.base import Augment, DataError, ImageSet, Normalization
 
@@ -65,8 +64,8 @@ def missing_message(root: Path, missing: list[str]) -> str:
     )
 
 
-def load_split(root: str | Path = DEFAULT_ROOT, split: str = "train") -> ImageSet:
-    """One split of Fashion-MNIST as uint8 (N, 1, 28, 28) images and int64 labels."""
+def read_arrays(root: str | Path = DEFAULT_ROOT, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """One split as numpy: uint8 images (N, 1, 28, 28) and int64 labels (no torch)."""
     if split not in FILES:
         raise ValueError(f"split must be one of {sorted(FILES)}")
     root = Path(root)
@@ -79,11 +78,19 @@ def load_split(root: str | Path = DEFAULT_ROOT, split: str = "train") -> ImageSe
         raise DataError(f"{root}: {split} images {images.shape} and labels {labels.shape} do not match")
     if labels.size and int(labels.max()) >= len(CLASSES):
         raise DataError(f"{label_file}: label {int(labels.max())} outside 0..{len(CLASSES) - 1}")
+    return images[:, None], labels.astype(np.int64)
+
+
+def load_split(root: str | Path = DEFAULT_ROOT, split: str = "train") -> ImageSet:
+    """One split of Fashion-MNIST as uint8 (N, 1, 28, 28) images and int64 labels."""
+    import torch
+
+    images, labels = read_arrays(root, split)
     return ImageSet(
         name=NAME,
         split=split,
-        images=torch.from_numpy(images.copy()).unsqueeze(1),  # (N, 1, 28, 28)
-        labels=torch.from_numpy(labels.astype(np.int64)),
+        images=torch.from_numpy(images.copy()),  # (N, 1, 28, 28)
+        labels=torch.from_numpy(labels),
         classes=CLASSES,
         norm=NORMALIZATION,
     )

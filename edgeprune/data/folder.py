@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from edgeprune.data.base import Augment, DataError, ImageSet, Normalization
 from edgeprune.files.images import EXTENSIONS, read_image
@@ -41,12 +40,11 @@ def _load(split_dir: Path, classes: tuple[str, ...], channels: int, size: tuple[
             labels.append(label)
     if not images:
         raise DataError(f"{split_dir}: no images with extensions {', '.join(EXTENSIONS)}")
-    x = torch.from_numpy(np.stack(images)).contiguous()  # (N, C, H, W)
-    return x, torch.tensor(labels, dtype=torch.int64)
+    return np.stack(images), np.asarray(labels, dtype=np.int64)  # (N, C, H, W) uint8, (N,)
 
 
-def load_folder(root: str | Path, input_shape: tuple[int, ...]) -> tuple[ImageSet, ImageSet, Augment]:
-    """(train, test, augmentation) from an ImageFolder-style directory, sized for ``input_shape``."""
+def folder_dirs(root: str | Path) -> tuple[Path, Path, tuple[str, ...]]:
+    """(train dir, test dir, class names) of an ImageFolder-style directory, checked."""
     root = Path(root)
     train_dir = root / "train"
     test_dir = next((root / d for d in TEST_DIRS if (root / d).is_dir()), None)
@@ -60,13 +58,30 @@ def load_folder(root: str | Path, input_shape: tuple[int, ...]) -> tuple[ImageSe
     test_classes = _classes(test_dir)
     if test_classes != classes:
         raise DataError(f"{test_dir}: class folders {list(test_classes)} differ from {train_dir}'s {list(classes)}")
+    return train_dir, test_dir, classes
+
+
+def read_test_split(root: str | Path, channels: int, size: tuple[int, int]):
+    """(images uint8 (N, C, H, W), labels, class names) of the test split, as numpy (no torch)."""
+    _, test_dir, classes = folder_dirs(root)
+    x, y = _load(test_dir, classes, channels, size)
+    return x, y, classes
+
+
+def load_folder(root: str | Path, input_shape: tuple[int, ...]) -> tuple[ImageSet, ImageSet, Augment]:
+    """(train, test, augmentation) from an ImageFolder-style directory, sized for ``input_shape``."""
+    import torch
+
+    root = Path(root)
+    train_dir, test_dir, classes = folder_dirs(root)
     channels, size = int(input_shape[1]), (int(input_shape[-2]), int(input_shape[-1]))
-    x_train, y_train = _load(train_dir, classes, channels, size)
-    x_test, y_test = _load(test_dir, classes, channels, size)
+    x_train, y_train = (torch.from_numpy(a) for a in _load(train_dir, classes, channels, size))
+    x_test, y_test = (torch.from_numpy(a) for a in _load(test_dir, classes, channels, size))
     pixels = x_train.double().div(255).transpose(0, 1).reshape(channels, -1)
     std = pixels.std(dim=1).clamp_min(1e-3)
     norm = Normalization(
-        tuple(round(float(v), 4) for v in pixels.mean(dim=1)), tuple(round(float(v), 4) for v in std)
+        tuple(round(float(v), 4) for v in pixels.mean(dim=1)), tuple(round(float(v), 4) for v in std),
+        f"statistics of folder:{root}",
     )
     name = f"folder:{root}"
     train = ImageSet(name, "train", x_train, y_train, classes, norm)
