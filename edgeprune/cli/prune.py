@@ -82,6 +82,8 @@ def command(model, method, budget, min_keep, align, target, weights, input_shape
     click.echo(f"  FLOPs   {r['flops_dense'] / 1e6:12.2f}M -> {r['flops_pruned'] / 1e6:12.2f}M  ({r['flops_ratio']:.4f})")
     click.echo(f"  params  {r['params_dense'] / 1e6:12.3f}M -> {r['params_pruned'] / 1e6:12.3f}M  ({r['params_ratio']:.4f})")
     click.echo(f"  parity  max|masked - slim| = {r['parity_max_abs_diff']:.2e} (relative {r['parity_rel_diff']:.2e})")
+    for warning in r.get("warnings", []):
+        click.echo(f"  WARNING {warning}")
     pre = r.get("preprocess")
     if pre:
         click.echo(f"  fed     mean {pre['mean']} std {pre['std']} on pixels in [0,1] ({pre['source']})")

@@ -236,3 +236,33 @@ def _delta(cost: CostModel, metric: str, widths: list[int], g: int, new: int) ->
 
 def _nearest(steps: list[int], width: float) -> int:
     return min(steps, key=lambda w: (abs(w - width), -w))
+
+
+WINDOW = 0.99  # flops=/params= results are documented to land in [WINDOW * F, F]
+
+
+def budget_warnings(cost: CostModel, widths: Sequence[int], budget: Budget, align: int,
+                    roots: Sequence[str] | None = None) -> list[str]:
+    """What a user should know about an allocation that is not what the budget documents:
+    a flops=/params= result below ``WINDOW`` x the request (alignment steps too coarse for
+    narrow groups), or a ratio= that alignment moved in some groups (more than rounding to
+    one channel would)."""
+    sizes = list(cost.sizes)
+    roots = list(roots) if roots is not None else [f"group {g}" for g in range(len(sizes))]
+    if budget.kind == "ratio":
+        moved = []
+        for g, (n, w) in enumerate(zip(sizes, widths)):
+            removed = 1.0 - w / n
+            if abs(removed - budget.value) > 1.0 / n + 1e-9:
+                moved.append(f"{roots[g]} ({n - w}/{n} = {removed:.2f} removed)")
+        if not moved:
+            return []
+        shown = ", ".join(moved[:5]) + (f" and {len(moved) - 5} more" if len(moved) > 5 else "")
+        return [f"ratio={budget.value:g} with --align {align} removes another fraction in {len(moved)} of "
+                f"{len(sizes)} groups: {shown}; use a smaller --align for the exact ratio"]
+    achieved = cost.cost(budget.kind, widths) / cost.dense(budget.kind)
+    if achieved < WINDOW * budget.value - 1e-9:
+        return [f"{budget} kept {budget.kind}={achieved:.4f}, below the documented window "
+                f"[{WINDOW * budget.value:.4f}, {budget.value:g}]: --align {align} steps are too coarse for "
+                "the narrow groups; a smaller --align gets closer"]
+    return []

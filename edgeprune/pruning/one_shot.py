@@ -11,7 +11,7 @@ from torch import nn
 from edgeprune import __version__
 from edgeprune.errors import EdgepruneError
 from edgeprune.methods import get_method
-from edgeprune.pruning.budget import Budget, allocate, select_kept
+from edgeprune.pruning.budget import Budget, allocate, budget_warnings, select_kept
 from edgeprune.pruning.graph import ChannelGraph
 from edgeprune.pruning.masks import apply_masks, plan_masks
 from edgeprune.pruning.parity import compare_outputs, fixed_input
@@ -105,4 +105,5 @@ def build_report(graph: ChannelGraph, plan: PruningPlan, method: str, budget: Bu
         ],
         "parity_max_abs_diff": parity.max_abs_diff,
         "parity_rel_diff": parity.rel_diff,
+        "warnings": budget_warnings(cost, widths, budget, align, [g.root for g in graph.prunable]),
     }

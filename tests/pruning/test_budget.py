@@ -97,3 +97,18 @@ def test_min_keep_floors_every_group():
     with pytest.raises(BudgetError, match="--min-keep"):
         Budget("flops", 0.5, min_keep=1.5)
     assert str(Budget("flops", 0.5, min_keep=0.1)) == "flops=0.5 (min_keep=0.1)"
+
+
+def test_results_outside_the_documented_window_are_reported(resnet20):
+    """flops= below 0.99 x the request, or a ratio= that alignment moved, is a warning, not silence."""
+    from edgeprune.pruning.one_shot import prune_one_shot
+
+    model, shape = resnet20
+    coarse = prune_one_shot(model, "edgeprune:resnet20", shape, "l1", Budget.parse("flops=0.5"), 16).report
+    assert coarse["flops_ratio"] < 0.495 and "below the documented window [0.4950, 0.5]" in coarse["warnings"][0]
+    fine = prune_one_shot(model, "edgeprune:resnet20", shape, "l1", Budget.parse("flops=0.5"), 1).report
+    assert fine["warnings"] == []
+    moved = prune_one_shot(model, "edgeprune:resnet20", shape, "l1", Budget.parse("ratio=0.3"), 16).report
+    assert "ratio=0.3 with --align 16 removes another fraction" in moved["warnings"][0]
+    exact = prune_one_shot(model, "edgeprune:resnet20", shape, "l1", Budget.parse("ratio=0.25"), 4).report
+    assert exact["warnings"] == []
