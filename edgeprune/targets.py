@@ -23,17 +23,28 @@ unknown keys are errors, to catch typos)::
     [budgets.latency_ms]             # absolute budgets by model name (file stem, or folder of model.onnx; or --name)
     resnet18 = 30.0
 
-Search order for a bare name: each folder in ``$EDGEPRUNE_TARGETS`` (os.pathsep-separated),
-then the ``targets/`` folder of the edgeprune checkout.
+    [quantize]                       # optional: what `edgeprune quantize --target NAME` needs to know
+    reduce_range = true              # 7-bit weight codes: true where the device's int8 kernels saturate
+                                     # (x86 without VNNI), false where they do not (VNNI, arm64);
+                                     # left out: decided from the CPU that quantizes
+
+A path (ending in ``.toml`` or containing a folder separator) is read as is. A bare NAME is
+looked up as ``NAME.toml`` in, in order: ``./targets`` (the current folder), each folder in
+``$EDGEPRUNE_TARGETS`` (os.pathsep-separated), then the built-in targets (`builtin_dir`: the
+checkout's top-level ``targets/`` folder, or the copy a wheel installs under
+``<prefix>/share/edgeprune/targets``). Calibration manifests are found the same way
+(``./calibration``, ``$EDGEPRUNE_CALIBRATION``, built-ins; edgeprune.quant.calibration).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -48,11 +59,106 @@ from edgeprune.runtime.base import (
     settings_dict,
 )
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "targets"
+# ---------------------------------------------------------------------------------------
+# Where files are found (targets here; calibration manifests use the same functions)
 
-_TOP_KEYS = ("name", "description", "align", "runtime", "profile", "budgets")
+ENV_VAR = "EDGEPRUNE_TARGETS"
+_CHECKOUT = Path(__file__).resolve().parent.parent
+DATA_PREFIX = ("share", "edgeprune")  # where the wheel installs targets/ and calibration/ (pyproject data-files)
+
+
+@functools.cache
+def builtin_dir(kind: str) -> Path:
+    """The folder of edgeprune's built-in ``kind`` files (``"targets"`` or ``"calibration"``).
+
+    In a checkout (editable install, or running from the source tree) it is the top-level
+    folder of that name, the one source of truth. An installed wheel carries a copy under
+    ``<prefix>/share/edgeprune/<kind>``, found through the distribution's file list (RECORD).
+    The returned folder may not exist (neither found); lookups then skip it.
+    """
+    checkout = _CHECKOUT / kind
+    if (_CHECKOUT / "pyproject.toml").is_file() and checkout.is_dir():
+        return checkout
+    want = (*DATA_PREFIX, kind)
+    try:
+        from importlib.metadata import PackageNotFoundError, files
+
+        entries = files("edgeprune") or []
+    except PackageNotFoundError:
+        entries = []
+    for entry in entries:
+        parts = entry.parts
+        if len(parts) > 3 and tuple(parts[-4:-1]) == want and entry.name.endswith(".toml"):
+            return Path(entry.locate()).resolve().parent
+    # `pip install --target DIR` moves the data folder next to the package
+    for prefix in (_CHECKOUT, Path(sys.prefix)):
+        candidate = prefix.joinpath(*want)
+        if candidate.is_dir():
+            return candidate
+    return checkout
+
+
+@dataclass(frozen=True)
+class SearchDir:
+    """One folder a bare name is looked up in, and why it is searched (for messages)."""
+
+    path: Path
+    origin: str  # "current folder" | "$VAR" | "built-in", joined with ", " when one folder is several
+
+
+def search_dirs(kind: str, env_var: str) -> list[SearchDir]:
+    """The folders a bare ``kind`` name is looked up in, in order: ``./<kind>``, each folder in
+    ``$<env_var>`` (os.pathsep-separated), the built-in folder (`builtin_dir`). A folder that
+    appears twice (``./targets`` in the checkout is the built-in one) is kept at its first place."""
+    found = [SearchDir(Path.cwd() / kind, "current folder")]
+    found += [SearchDir(Path(p), f"${env_var}") for p in os.environ.get(env_var, "").split(os.pathsep) if p]
+    found.append(SearchDir(builtin_dir(kind), "built-in"))
+    unique: dict[Path, SearchDir] = {}
+    for d in found:
+        key = d.path.resolve()
+        if key in unique:
+            unique[key] = SearchDir(unique[key].path, f"{unique[key].origin}, {d.origin}")
+        else:
+            unique[key] = d
+    return list(unique.values())
+
+
+def names_in(dirs: list[SearchDir]) -> list[str]:
+    """Sorted stems of the ``*.toml`` files in ``dirs`` (a name in several is listed once)."""
+    names: set[str] = set()
+    for d in dirs:
+        if d.path.is_dir():
+            names.update(p.stem for p in d.path.glob("*.toml"))
+    return sorted(names)
+
+
+def find_in(dirs: list[SearchDir], name: str) -> Path | None:
+    """The first ``<dir>/<name>.toml`` that is a file, or None."""
+    for d in dirs:
+        candidate = d.path / f"{name}.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def describe_search(dirs: list[SearchDir], env_var: str) -> str:
+    """``searched targets (current folder), /x ($EDGEPRUNE_TARGETS), ... (built-in)`` for errors."""
+    shown = ", ".join(f"{_display(d.path)} ({d.origin}{'' if d.path.is_dir() else ', missing'})" for d in dirs)
+    unset = "" if os.environ.get(env_var) else f"; ${env_var} is not set"
+    return f"searched {shown}{unset}"
+
+
+def is_path(text: str) -> bool:
+    """A .toml name or one with a folder separator is a path, read as is; anything else a bare name."""
+    return text.endswith(".toml") or os.sep in text or bool(os.altsep and os.altsep in text)
+
+
+BUILTIN_DIR = builtin_dir("targets")
+
+_TOP_KEYS = ("name", "description", "align", "runtime", "profile", "budgets", "quantize")
 _PROFILE_KEYS = ("runs", "warmup", "batch")
 _BUDGET_KEYS = ("max_ratio", "latency_ms")
+_QUANTIZE_KEYS = ("reduce_range",)
 
 
 class TargetError(EdgepruneError):
@@ -77,6 +183,16 @@ class Budgets:
 
 
 @dataclass(frozen=True)
+class QuantizeHints:
+    """What quantizing for this device needs to know. ``reduce_range``: True where the
+    device's int8 kernels saturate with 8-bit weights (x86 without VNNI), so weights use 7-bit
+    codes; False where they do not (VNNI, AMX, arm64); None: not known, decided from the CPU
+    that quantizes (edgeprune.quant.reduce_range)."""
+
+    reduce_range: bool | None = None
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     description: str
@@ -84,6 +200,7 @@ class Target:
     runtime: RuntimeConfig
     profile: ProfileConfig = ProfileConfig()
     budgets: Budgets = Budgets()
+    quantize: QuantizeHints = QuantizeHints()
     source: str | None = field(default=None, compare=False)  # file it was read from
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,6 +221,8 @@ class Target:
         }
         if budgets:
             data["budgets"] = budgets
+        if self.quantize.reduce_range is not None:
+            data["quantize"] = {"reduce_range": self.quantize.reduce_range}
         return data
 
 
@@ -181,6 +300,16 @@ def target_from_dict(data: Mapping[str, Any], where: str = "target") -> Target:
     if not isinstance(latency, dict):
         raise TargetError(f"{where}: budgets.latency_ms must be a table of model name = ms, got {latency!r}")
     latency_ms = {str(k): _positive_number(where, f"budgets.latency_ms.{k}", v) for k, v in latency.items()}
+
+    quantize_table = data.get("quantize", {})
+    _check_keys(where, quantize_table, _QUANTIZE_KEYS, "quantize.")
+    reduce_range = quantize_table.get("reduce_range")
+    if reduce_range is not None and not isinstance(reduce_range, bool):
+        raise TargetError(
+            f"{where}: quantize.reduce_range must be true (the device's int8 kernels saturate with 8-bit "
+            f"weights: x86 without VNNI) or false (VNNI, AMX, arm64), got {reduce_range!r}; leave it out to "
+            "decide from the CPU that quantizes"
+        )
     return Target(
         name=name,
         description=description,
@@ -188,6 +317,7 @@ def target_from_dict(data: Mapping[str, Any], where: str = "target") -> Target:
         runtime=RuntimeConfig(runtime_name, settings),
         profile=profile,
         budgets=Budgets(latency_ms=latency_ms, max_ratio=max_ratio),
+        quantize=QuantizeHints(reduce_range=reduce_range),
         source=where,
     )
 
@@ -204,39 +334,43 @@ def read_target_file(path: str | os.PathLike) -> Target:
 
 
 def target_dirs() -> list[Path]:
-    """Folders searched for ``<name>.toml``, in order."""
-    extra = [Path(p) for p in os.environ.get("EDGEPRUNE_TARGETS", "").split(os.pathsep) if p]
-    return [*extra, BUILTIN_DIR]
+    """Folders searched for ``<name>.toml``, in order: ``./targets``, ``$EDGEPRUNE_TARGETS``, built-ins."""
+    return [d.path for d in search_dirs("targets", ENV_VAR)]
 
 
 def list_targets() -> list[str]:
-    """Names of the targets found in `target_dirs` (first folder wins on a clash)."""
-    names: set[str] = set()
-    for d in target_dirs():
-        if d.is_dir():
-            names.update(p.stem for p in d.glob("*.toml"))
-    return sorted(names)
+    """Names of the targets found in all `target_dirs` (a name in several is listed once;
+    `load_target` takes the first)."""
+    return names_in(search_dirs("targets", ENV_VAR))
+
+
+def find_target(name: str) -> Path:
+    """The file a bare target name resolves to (first of `target_dirs`).
+
+    Raises:
+        TargetError: not found; the message lists the available names and the folders searched.
+    """
+    dirs = search_dirs("targets", ENV_VAR)
+    found = find_in(dirs, name)
+    if found is None:
+        raise TargetError(
+            f"unknown target {name!r}; available: {', '.join(names_in(dirs)) or 'none'} "
+            f"({describe_search(dirs, ENV_VAR)}; a path to a .toml file is read as is)"
+        )
+    return found
 
 
 def load_target(name_or_path: str | os.PathLike) -> Target:
-    """Load a target by name (searched in `target_dirs`) or by path to a ``.toml`` file.
+    """Load a target by name (looked up in `target_dirs`) or by path to a ``.toml`` file.
 
     Raises:
-        TargetError: unknown name (the message lists the available ones), or a malformed
-            file (the message names the file and the field).
+        TargetError: unknown name (the message lists the available ones and the folders
+            searched), or a malformed file (the message names the file and the field).
     """
     text = str(name_or_path)
-    if text.endswith(".toml") or os.sep in text or (os.altsep and os.altsep in text):
+    if is_path(text):
         return read_target_file(text)
-    for d in target_dirs():
-        candidate = d / f"{text}.toml"
-        if candidate.is_file():
-            return read_target_file(candidate)
-    available = list_targets()
-    dirs = ", ".join(_display(d) for d in target_dirs())
-    raise TargetError(
-        f"unknown target {text!r}; available: {', '.join(available) or 'none'} (searched {dirs})"
-    )
+    return read_target_file(find_target(text))
 
 
 # ---------------------------------------------------------------------------------------

@@ -100,6 +100,13 @@ def test_unknown_target_lists_available():
         (lambda s: s.replace('name = "t"', 'name = "other"'), "t.toml: name 'other' must match the file name 't'"),
         (lambda s: s.replace("[profile]", "[profile"), "t.toml: not valid TOML"),
         (lambda s: s.replace('name = "ort"\n', ""), "t.toml: missing required key runtime.name"),
+        (lambda s: s + "\n[quantize]\nreduce_range = \"on\"\n",
+         ("t.toml: quantize.reduce_range must be true (the device's int8 kernels saturate with 8-bit weights: "
+          "x86 without VNNI) or false (VNNI, AMX, arm64), got 'on'")),
+        (lambda s: s + "\n[quantize]\nreduce_range = 1\n", "t.toml: quantize.reduce_range must be true"),
+        (lambda s: s + "\n[quantize]\nint8_isa = \"avx2\"\n",
+         "t.toml: unknown key quantize.int8_isa; allowed: reduce_range"),
+        (lambda s: s.replace("align = 16", "align = 16\nquantize = 1"), "t.toml: quantize must be a table, got 1"),
     ],
 )
 def test_malformed_target_names_file_and_field(tmp_path, edit, message):
@@ -107,6 +114,24 @@ def test_malformed_target_names_file_and_field(tmp_path, edit, message):
     with pytest.raises(TargetError) as err:
         read_target_file(path)
     assert message in str(err.value)
+
+
+def test_shipped_targets_say_whether_int8_kernels_saturate():
+    # x86 reference machines and CI runners: AVX2 without VNNI; arm64 widens every int8 product
+    for name in ("x86-ort-1t", "x86-ort-2t", "x86-openvino-cpu", "ci-ort"):
+        assert load_target(name).quantize.reduce_range is True, name
+    assert load_target("arm64-ort").quantize.reduce_range is False
+
+
+@pytest.mark.parametrize("value", [True, False, None])
+def test_quantize_table_round_trips(tmp_path, value):
+    text = GOOD.format(name="q") + ("" if value is None else f"\n[quantize]\nreduce_range = {str(value).lower()}\n")
+    target = read_target_file(write(tmp_path, text, "q"))
+    assert target.quantize.reduce_range is value
+    assert ("[quantize]" in dump_target(target)) is (value is not None)
+    (tmp_path / "again").mkdir()
+    assert read_target_file(write(tmp_path / "again", dump_target(target), "q")) == target
+    assert target_from_dict(target.to_dict()) == target
 
 
 def test_openvino_settings_validated(tmp_path):

@@ -12,23 +12,34 @@ import click
 @click.option("--target", "-t", "target_name", required=True, help="Target whose budgets apply (name or TOML path).")
 @click.option("--baseline", type=click.Path(dir_okay=False),
               help="Dense baseline report from the same run; enables the target's max_ratio budget.")
+@click.option("--max-ratio", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="Relative budget for --baseline (pruned median / dense median); default: the target's budgets.max_ratio.")
 @click.option("--strict", is_flag=True, help="A report with no applicable budget fails (default: passes, noted).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the verdicts as JSON here.")
-def command(reports, target_name, baseline, strict, json_path) -> None:
+def command(reports, target_name, baseline, max_ratio, strict, json_path) -> None:
     """Check profile REPORTS (from `edgeprune profile --json`) against budgets.
 
     Absolute budgets come from the target's budgets.latency_ms by model name; with
-    --baseline, each report's median / baseline median must be <= budgets.max_ratio.
-    Exit status: 0 all within budget (or no budget), 1 a budget is broken, 2 bad input.
+    --baseline, each report's median / baseline median must be <= budgets.max_ratio (or
+    --max-ratio); a target without one checks its absolute budgets and says the ratio is not held
+    to a budget. Exit status: 0 all within budget (or no budget), 1 a budget is broken, 2 bad input.
     """
     from edgeprune.budget_check import check_budgets, format_verdicts
     from edgeprune.files.atomic import write_json
     from edgeprune.profile import load_report
     from edgeprune.targets import load_target
 
+    import dataclasses
+
     target = load_target(target_name)
+    if max_ratio is not None:
+        target = dataclasses.replace(target, budgets=dataclasses.replace(target.budgets, max_ratio=max_ratio))
     loaded = [(path, load_report(path)) for path in reports]
     base = (baseline, load_report(baseline)) if baseline else None
+    if base is not None and target.budgets.max_ratio is None:
+        click.echo(f"note: target {target.name} has no budgets.max_ratio, so the ratio to --baseline is not held "
+                   "to a budget (give --max-ratio R); its absolute budgets apply")
+        base = None
     verdicts = check_budgets(loaded, target, base, strict=strict)
     click.echo(format_verdicts(verdicts, target))
     passed = not any(v.failed for v in verdicts)

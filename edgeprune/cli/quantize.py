@@ -7,8 +7,9 @@ import click
 
 HELP = (
     "Quantize MODEL (an fp32 ONNX file) with the calibration images a manifest names "
-    "(calibration/NAME.toml, or a bare NAME). Writes --out/model.onnx (QDQ: uint8 activations, "
-    "int8 per-channel weights), model.xml + model.bin (OpenVINO IR, for 8-bit runs), "
+    "(a .toml path, or a bare NAME: ./calibration, $EDGEPRUNE_CALIBRATION, built-ins). Writes "
+    "--out/model.onnx (QDQ: uint8 activations, int8 per-channel weights), model.xml + model.bin "
+    "(OpenVINO IR, for 8-bit runs), "
     "quantize.json (ranges, SQNR and top-1 agreement vs fp32 on the manifest's held-out samples), "
     "and manifest.json (the folder's artifact manifest, written last).\n\n"
     "Methods: aciq (analytical clipping, Banner et al.), or onnxruntime's minmax, entropy and "
@@ -20,7 +21,9 @@ HELP = (
 
 @click.command("quantize", help=HELP)
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--calib", required=True, help="Calibration manifest: a .toml path or a name in calibration/.")
+@click.option("--calib", required=True,
+              help="Calibration manifest: a .toml path, or a NAME looked up in ./calibration, "
+              "$EDGEPRUNE_CALIBRATION, then the built-in manifests.")
 @click.option("--method", type=click.Choice(["aciq", "minmax", "entropy", "percentile"]), default="aciq",
               show_default=True, help="How activation ranges (and weight clipping) are chosen.")
 @click.option("--weight-bits", type=click.IntRange(2, 8), default=8, show_default=True,
@@ -37,17 +40,20 @@ HELP = (
               help="Also write OpenVINO IR and check it (default: when openvino is installed and the run is 8-bit).")
 @click.option("--reduce-range", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="Weights on 7-bit codes, so that x86 int8 kernels without VNNI (AVX2, AVX-512 without VNNI) "
-              "do not saturate. auto: on when this CPU lacks VNNI; quantizing for another device, choose for it.")
+              "do not saturate. auto: as --target's [quantize] reduce_range says, else on when this CPU lacks VNNI.")
+@click.option("--target", "-t", "target_name", default=None,
+              help="Device the model is quantized for (target name, looked up in ./targets, $EDGEPRUNE_TARGETS, "
+              "then the built-ins; or a target TOML path): its [quantize] reduce_range decides --reduce-range auto.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar over calibration.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for model.onnx and quantize.json.")
 def command(model, calib, method, weight_bits, act_bits, bias_correction, bias_correction_kind, bit_allocation,
-            openvino, reduce_range, progress, out):
+            openvino, reduce_range, target_name, progress, out):
     from edgeprune.quant import QuantizeConfig, quantize_onnx
 
     config = QuantizeConfig(
         method=method, weight_bits=weight_bits, act_bits=int(act_bits),
         bias_correction=bias_correction_kind if bias_correction else None,
-        bit_allocation=bit_allocation, openvino=openvino, reduce_range=reduce_range,
+        bit_allocation=bit_allocation, openvino=openvino, reduce_range=reduce_range, target=target_name,
     )
     result = quantize_onnx(model, calib, out, config, progress=progress)
     click.echo(format_summary(result.report, out))
@@ -79,8 +85,10 @@ def format_summary(r: dict, out: str) -> str:
     if "sqnr_db_float_qdq" in ev:
         lines.append(f"  {'SQNR of the QDQ file in float (dB)':<34} {ev['sqnr_db_float_qdq']:>10}")
     rr = r["reduce_range"]
+    decided = {"target": f", decided by target {rr.get('target')}", "cpu": ", decided on this CPU"}.get(
+        rr.get("decided_by"), "")
     lines.append(f"  {'weight codes':<34} {str(r['weight_code_bits']) + ' bits':>10}  (reduce range {rr['setting']}: "
-                 f"{'on' if rr['enabled'] else 'off'})")
+                 f"{'on' if rr['enabled'] else 'off'}{decided})")
     if r.get("openvino"):
         ov = r["openvino"]
         lines.append(f"  {'OpenVINO vs fp32: SQNR / top-1':<34} {ov['sqnr_vs_fp32_db']} dB / "

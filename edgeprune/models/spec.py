@@ -179,3 +179,9 @@ def load_weights(model, path: str | Path, spec_text: str = "model") -> None:
             + ". Were they saved from another model (or from a pruned one: load its folder instead)?"
         )
     model.load_state_dict(state)
+
+
+def model_name_of_spec(spec: str) -> str:
+    """'torchvision:resnet18(num_classes=10)' -> 'resnet18'; 'pkg.mod:make_net' -> 'make_net'."""
+    name = spec.split(":", 1)[-1].split("(", 1)[0].strip()
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "model"

@@ -16,6 +16,7 @@ from typing import Any
 
 from edgeprune.errors import EdgepruneError
 from edgeprune.files.toml import load_toml
+from edgeprune.models.spec import model_name_of_spec as default_model_name
 from edgeprune.pruning.request import DEFAULT_MIN_KEEP
 
 SCHEMA = "edgeprune.pipeline.config/1"
@@ -132,12 +133,6 @@ def pipeline_name(name: str) -> str:
     special = {"data": "a [data] section", "model": "model.spec", "weights": "model.weights",
                "input_shape": "model.input_shape", "target": "targets.names[0]"}
     return special.get(name, f"prune.{name}")
-
-
-def default_model_name(spec: str) -> str:
-    """'torchvision:resnet18(num_classes=10)' -> 'resnet18'; 'pkg.mod:make_net' -> 'make_net'."""
-    name = spec.split(":", 1)[-1].split("(", 1)[0].strip()
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "model"
 
 
 def load_config(path: str | os.PathLike) -> PipelineConfig:

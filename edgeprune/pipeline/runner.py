@@ -47,15 +47,22 @@ def _target_texts(cfg: PipelineConfig) -> dict[str, str]:
     return {n: sha256_file(Path(p)) if p and Path(p).is_file() else n for n, p in cfg.resolved["target_files"].items()}
 
 
+def first_target_file(cfg: PipelineConfig) -> str | None:
+    """The file of the first [targets] name: the device a quantized model is made for."""
+    names = cfg.resolved.get("targets") or []
+    return cfg.resolved["target_files"][names[0]] if names else None
+
+
 def _quantize_extra(cfg: PipelineConfig) -> dict[str, Any]:
-    """The calibration manifest's bytes, and reduce_range as decided on this CPU (an ``auto`` run
-    moved to a CPU that decides otherwise quantizes again)."""
+    """The calibration manifest's bytes, and reduce_range as decided for the first target (its
+    ``[quantize] reduce_range``), else on this CPU (an ``auto`` run moved to a CPU that decides
+    otherwise quantizes again)."""
     q = cfg["quantize"]
     reduce = None
     if q is not None and q["enabled"]:
         from edgeprune.quant.reduce_range import resolve_reduce_range
 
-        reduce = resolve_reduce_range(q["reduce_range"]).enabled
+        reduce = resolve_reduce_range(q["reduce_range"], target=first_target_file(cfg)).enabled
     return {"calib": sha256_file(Path(cfg.resolved["calib"])) if cfg.resolved.get("calib") else None,
             "reduce_range": reduce}
 

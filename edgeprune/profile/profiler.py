@@ -43,8 +43,28 @@ class ProfileConfig:
 
 
 def default_model_name(path: str | os.PathLike) -> str:
-    """The file stem, or the folder name for the exporter's generic ``model.onnx``/``model.xml``."""
+    """The name budgets are keyed by, from the artifact itself: a file edgeprune exported or
+    quantized names its model from its ``edgeprune.spec`` (``resnet18``), with ``-dense`` for an
+    unpruned export and ``-int8`` for a quantized one, as the pipeline and `make <target>` name
+    them; any other file by its stem (or folder, for a generic ``model.onnx``)."""
+    from edgeprune.files.onnx_metadata import read_metadata
+    from edgeprune.models.spec import model_name_of_spec
+
     p = Path(path)
+    meta = read_metadata(p.with_suffix(".onnx")) if p.suffix == ".xml" else read_metadata(p)
+    if not meta and p.suffix == ".xml":
+        from edgeprune.export.openvino import read_ir_metadata
+
+        try:
+            meta = read_ir_metadata(p)
+        except Exception:  # noqa: BLE001 - no IR metadata: fall back to the file name
+            meta = {}
+    spec = meta.get("edgeprune.spec")
+    if spec:
+        base = model_name_of_spec(spec)
+        if "edgeprune.quant" in meta:
+            return f"{base}-int8"
+        return base if "edgeprune.plan_fingerprint" in meta else f"{base}-dense"
     return p.parent.name if p.stem == "model" and p.parent.name else p.stem
 
 

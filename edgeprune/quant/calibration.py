@@ -1,5 +1,9 @@
 """Calibration manifests (``calibration/*.toml``) and the one reader every calibrator uses.
 
+A bare manifest NAME is looked up as ``NAME.toml`` in ``./calibration``, then each folder in
+``$EDGEPRUNE_CALIBRATION`` (os.pathsep-separated), then the built-in manifests (the checkout's
+``calibration/``, or the copy a wheel installs); a path is read as is.
+
 A manifest names where calibration images come from, which of them, and a fallback
 preprocessing::
 
@@ -45,6 +49,7 @@ import numpy as np
 from edgeprune.errors import EdgepruneError, MissingDependencyError
 from edgeprune.files.images import EXTENSIONS as IMAGE_EXTENSIONS
 from edgeprune.files.images import RESIZES as RESIZE
+from edgeprune.targets import builtin_dir, describe_search, find_in, names_in, search_dirs
 
 KINDS = ("fashion-mnist", "folder", "foolbox-imagenet")
 FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
@@ -52,7 +57,8 @@ FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-BUILTIN_DIR = Path(__file__).resolve().parent.parent.parent / "calibration"
+ENV_VAR = "EDGEPRUNE_CALIBRATION"
+BUILTIN_DIR = builtin_dir("calibration")  # the checkout's calibration/, or the wheel's installed copy
 
 _KEYS = {
     "": ("source", "samples", "preprocess", "description"),
@@ -91,18 +97,33 @@ class Manifest:
         }
 
 
+def manifest_dirs() -> list[Path]:
+    """Folders searched for a bare manifest name, in order: ``./calibration`` (the current
+    folder), each folder in ``$EDGEPRUNE_CALIBRATION`` (os.pathsep-separated), the built-ins."""
+    return [d.path for d in search_dirs("calibration", ENV_VAR)]
+
+
+def list_manifests() -> list[str]:
+    """Names of the manifests in all `manifest_dirs` (a name in several is listed once)."""
+    return names_in(search_dirs("calibration", ENV_VAR))
+
+
 def find_manifest(name: str | os.PathLike) -> Path:
-    """A path as given, or a bare name looked up as calibration/NAME.toml in the checkout."""
+    """An existing file as given; else a path (``.toml``, or with a folder) is an error; else a
+    bare NAME is looked up as ``NAME.toml`` in `manifest_dirs`, first match wins."""
     p = Path(name)
     if p.is_file():
         return p
-    if p.suffix != ".toml" and len(p.parts) == 1:
-        builtin = BUILTIN_DIR / f"{p.name}.toml"
-        if builtin.is_file():
-            return builtin
-    known = sorted(q.stem for q in BUILTIN_DIR.glob("*.toml")) if BUILTIN_DIR.is_dir() else []
+    if p.suffix == ".toml" or len(p.parts) != 1:
+        raise CalibrationError(f"calibration manifest {str(name)!r} not found (a path is read as is; "
+                               "give a bare NAME to look it up)")
+    dirs = search_dirs("calibration", ENV_VAR)
+    found = find_in(dirs, p.name)
+    if found is not None:
+        return found
     raise CalibrationError(
-        f"calibration manifest {str(name)!r} not found; give a .toml path or one of: {', '.join(known) or 'none'}"
+        f"calibration manifest {str(name)!r} not found; give a .toml path or one of: "
+        f"{', '.join(names_in(dirs)) or 'none'} ({describe_search(dirs, ENV_VAR)})"
     )
 
 
@@ -217,6 +238,12 @@ def model_input(onnx_path: str | os.PathLike, manifest: Manifest) -> ModelInput:
     if len(dims) != 4 or any(d is None for d in dims[1:]):
         raise CalibrationError(
             f"{onnx_path}: input {inp.name!r} must be NCHW with fixed C, H, W, got {list(dims)}"
+        )
+    if manifest.kind == "fashion-mnist" and dims[1:] != (1, 28, 28):  # a shape mismatch, said as one
+        raise CalibrationError(
+            f"calibration data from {manifest.path} does not fit the model: input {inp.name!r} expects "
+            f"[N, {dims[1]}, {dims[2]}, {dims[3]}] but the images are [N, 1, 28, 28] (Fashion-MNIST); "
+            "calibrate on images like the model's (a folder source, or foolbox-imagenet for 224x224 RGB)"
         )
     text = edgeprune_metadata(onnx_path).get("edgeprune.preprocess")
     if text:

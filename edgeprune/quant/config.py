@@ -3,11 +3,13 @@ are checked (`errors`), for the library, the CLI and the pipeline config alike.
 
     config = QuantizeConfig(method="aciq", weight_bits=4, bias_correction=True)  # True = "data"
     config.errors()        # {} or {"weight_bits": "weight bits must be ...", ...}
+    QuantizeConfig(target="x86-ort-1t")   # the device quantized for: its reduce_range decides "auto"
     QuantizeConfig.from_json(config.to_json()) == config
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
@@ -22,6 +24,19 @@ DEFAULT_BIAS_CORRECTION = "data"
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _target_error(target: Any) -> str | None:
+    """Why ``target`` is not a loadable target name / TOML path, or None."""
+    if not isinstance(target, str) or not target:
+        return f"target must be a target name or a path to a target TOML file, got {target!r}"
+    from edgeprune.targets import TargetError, load_target
+
+    try:
+        load_target(target)
+    except TargetError as err:
+        return str(err)
+    return None
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,9 @@ class QuantizeConfig:
         reduce_range: auto | on | off (True / False are taken as on / off): weights on 7-bit codes
             (edgeprune.quant.reduce_range).
         seed: for the activation subsamples of the statistics pass.
+        target: the device the model is quantized for, a target name or a path to a target TOML
+            (edgeprune.targets); its ``[quantize] reduce_range`` decides an ``auto`` reduce_range
+            before this CPU does. None: no target.
     """
 
     method: str = "aciq"
@@ -51,6 +69,7 @@ class QuantizeConfig:
     openvino: bool | None = None
     reduce_range: str = "auto"
     seed: int = 0
+    target: str | None = None
 
     def __post_init__(self) -> None:
         if self.bias_correction is True or self.bias_correction is False:
@@ -58,6 +77,8 @@ class QuantizeConfig:
         if self.reduce_range is None or self.reduce_range is True or self.reduce_range is False:
             setting = {None: "auto", True: "on", False: "off"}[self.reduce_range]
             object.__setattr__(self, "reduce_range", setting)
+        if isinstance(self.target, os.PathLike):
+            object.__setattr__(self, "target", os.fspath(self.target))
 
     @property
     def bit_allocation_enabled(self) -> bool:
@@ -93,6 +114,10 @@ class QuantizeConfig:
             errors["reduce_range"] = f"reduce_range must be auto, on or off (or true/false), got {self.reduce_range!r}"
         if not _is_int(self.seed) or self.seed < 0:
             errors["seed"] = f"seed must be a non-negative integer, got {self.seed!r}"
+        if self.target is not None:
+            target_error = _target_error(self.target)
+            if target_error:
+                errors["target"] = target_error
         return errors
 
     def to_json(self) -> dict[str, Any]:

@@ -88,7 +88,7 @@ def quantize_onnx(
     if errors:
         field, message = next(iter(errors.items()))
         raise QuantError(f"{field}: {message}")
-    rr = resolve_reduce_range(config.reduce_range)
+    rr = resolve_reduce_range(config.reduce_range, target=config.target)
     code_bits = min(config.weight_bits, rr.max_weight_bits())
     model_path = Path(model_path)
     model, layers, upstream = _open_model(model_path)

@@ -119,3 +119,12 @@ def test_foolbox_images_are_found():
     except Exception:
         pytest.skip("foolbox not installed")
     assert len(files) == 20
+
+
+def test_the_builtin_fashion_mnist_manifest_on_another_shape_is_a_shape_error(tiny):
+    """Its Fashion-MNIST mean/std contradict an RGB model's metadata too, but the shape is what is
+    wrong: that is what the error says."""
+    with pytest.raises(CalibrationError) as err:
+        open_calibration("fashion-mnist", tiny)
+    text = str(err.value)
+    assert "does not fit the model" in text and "[N, 3, 16, 16]" in text and "disagree" not in text

@@ -67,7 +67,8 @@ def test_reduce_range_keeps_weight_codes_within_7_bits(tmp_path, setup):
     assert max(int(np.abs(w.astype(int)).max()) for w in _weight_codes(off.files["onnx"])) == 127
     r = on.report
     assert r["real_int8"] and r["weight_bits"] == 8 and r["weight_code_bits"] == 7
-    assert r["reduce_range"] == {"enabled": True, "setting": "on", "reason": "asked for (on)"}
+    assert r["reduce_range"] == {"enabled": True, "setting": "on", "reason": "asked for (on)", "decided_by": "setting",
+                                 "target": None}
     assert "7-bit codes (reduce range)" in r["execution"]
     assert '"reduce_range": true' in {p.key: p.value for p in onnx.load(str(on.files["onnx"])).metadata_props}["edgeprune.quant"]
     # 2 x 255 x 63 fits int16: with 7-bit codes the int8 kernels compute the file's arithmetic
@@ -81,7 +82,7 @@ def test_auto_is_decided_on_this_cpu(tmp_path, setup):
 
     model, calib = setup
     r = quantize_onnx(model, calib, tmp_path / "auto", QuantizeConfig(openvino=False), progress=False).report
-    assert r["reduce_range"]["setting"] == "auto"
+    assert r["reduce_range"]["setting"] == "auto" and r["reduce_range"]["decided_by"] == "cpu"
     assert r["reduce_range"]["enabled"] is int8_kernels_saturate(machine_info())
     assert r["weight_code_bits"] == (7 if r["reduce_range"]["enabled"] else 8)
 
