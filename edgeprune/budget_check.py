@@ -6,6 +6,14 @@ Pure functions over report dicts (as written by ``edgeprune profile``) and a `Ta
 A report with no applicable budget gets the verdict ``no budget``. That passes (exit 0)
 with the note visible in the table, because a new model should not break CI before
 anyone has measured it; ``strict=True`` (``--strict``) makes it a failure instead.
+
+With ``ci_aware=True`` a budget is judged against the 95% confidence interval, not the
+point estimate: ``pass`` when the whole interval is within the budget, ``FAIL`` when the
+whole interval breaks it, and ``unreliable`` when the budget lies inside the interval (the
+margin is smaller than the measurement's uncertainty). The interval of the median comes
+from the report (``latency_ms.median_ci95``); that of a ratio to the baseline from a paired
+bootstrap when both reports come from one interleaved loop (same ``interleaved.id``), else
+from the two medians' intervals (`ratio_ci_from_cis`).
 """
 
 from __future__ import annotations
@@ -15,10 +23,11 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from edgeprune.errors import BudgetError
+from edgeprune.profile.stats import bootstrap_median_ratio_ci, ratio_ci_from_cis
 from edgeprune.profile.table import fmt_ms, format_table
 from edgeprune.targets import Target
 
-PASS, FAIL, NO_BUDGET, BASELINE = "pass", "FAIL", "no budget", "baseline"
+PASS, FAIL, NO_BUDGET, BASELINE, UNRELIABLE = "pass", "FAIL", "no budget", "baseline", "unreliable"
 
 # Fields that must agree between a candidate and its baseline for a ratio to mean anything.
 _SAME_SETUP = ("runtime", "runtime_version", "device", "threads", "precision", "batch")
@@ -35,12 +44,19 @@ class Verdict:
     budget_ms: float | None
     ratio: float | None
     max_ratio: float | None
-    status: str  # pass | FAIL | no budget | baseline
+    status: str  # pass | FAIL | no budget | baseline | unreliable (only with ci_aware)
     notes: tuple[str, ...] = ()
+    ratio_ci95: tuple[float, float] | None = None
 
     @property
     def failed(self) -> bool:
+        """A budget is clearly broken (an ``unreliable`` verdict is not, see `unreliable`)."""
         return self.status == FAIL
+
+    @property
+    def unreliable(self) -> bool:
+        """The budget lies inside the 95% CI: neither a pass nor a fail at this many runs."""
+        return self.status == UNRELIABLE
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +67,7 @@ class Verdict:
             "budget_ms": self.budget_ms,
             "ratio": self.ratio,
             "max_ratio": self.max_ratio,
+            "ratio_ci95": list(self.ratio_ci95) if self.ratio_ci95 is not None else None,
             "verdict": self.status,
             "notes": list(self.notes),
         }
@@ -105,12 +122,55 @@ def _same_report(a_path: str, a: dict[str, Any], b_path: str, b: dict[str, Any])
     return a == b
 
 
+def interval_verdict(ci: Sequence[float], limit: float) -> str:
+    """``pass`` if the whole interval is <= ``limit``, ``FAIL`` if all of it is above, else
+    ``unreliable`` (the limit lies inside the interval)."""
+    low, high = float(ci[0]), float(ci[1])
+    if high <= limit:
+        return PASS
+    if low > limit:
+        return FAIL
+    return UNRELIABLE
+
+
+def paired_samples(report: dict[str, Any], baseline: dict[str, Any]) -> tuple[list[float], list[float]] | None:
+    """Both reports' ``samples_ms`` when they were timed in one interleaved loop (the same
+    ``interleaved.id`` and as many samples: ``samples_ms[i]`` of both come from round i)."""
+    a, b = report.get("samples_ms"), baseline.get("samples_ms")
+    ia, ib = report.get("interleaved") or {}, baseline.get("interleaved") or {}
+    if not a or not b or len(a) != len(b) or not ia.get("id") or ia.get("id") != ib.get("id"):
+        return None
+    return list(a), list(b)
+
+
+def ratio_interval(report: dict[str, Any], baseline: dict[str, Any]) -> tuple[tuple[float, float], str] | None:
+    """95% CI of ``median(report) / median(baseline)`` and how it was obtained, or None when
+    the reports carry no usable interval."""
+    pair = paired_samples(report, baseline)
+    try:
+        if pair is not None:
+            return (bootstrap_median_ratio_ci(*pair, paired=True),
+                    f"paired bootstrap over {len(pair[0])} interleaved rounds")
+        lat, base = report["latency_ms"], baseline["latency_ms"]
+        return (ratio_ci_from_cis(float(lat["median"]), lat["median_ci95"], float(base["median"]), base["median_ci95"]),
+                "from the two medians' CIs; not measured interleaved")
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
+def _combine(statuses: Sequence[str]) -> str:
+    if FAIL in statuses:
+        return FAIL
+    return UNRELIABLE if UNRELIABLE in statuses else PASS
+
+
 def check_budgets(
     reports: Sequence[tuple[str, dict[str, Any]]],
     target: Target,
     baseline: tuple[str, dict[str, Any]] | None = None,
     *,
     strict: bool = False,
+    ci_aware: bool = False,
 ) -> list[Verdict]:
     """Hold each (path, report) to ``target``'s budgets.
 
@@ -118,6 +178,11 @@ def check_budgets(
     and ``budgets.max_ratio``): median / baseline median <= max_ratio. A report fails if
     any applicable budget is broken; with none it is ``no budget`` (a failure if ``strict``).
     The baseline report, if also listed, is not held to the ratio.
+
+    With ``ci_aware``, each budget is held to the 95% CI instead of the point estimate (see
+    the module docstring): a report is ``FAIL`` if any budget is clearly broken, else
+    ``unreliable`` if any budget lies inside its CI, else ``pass``. Without it (the default)
+    verdicts are on the point estimates, and a budget inside the median's CI is only noted.
 
     Raises:
         BudgetError: a report measured on another target, or a baseline measured differently.
@@ -137,15 +202,23 @@ def check_budgets(
         latency = report["latency_ms"]
         median = float(latency["median"])
         ci = (float(latency["median_ci95"][0]), float(latency["median_ci95"][1]))
-        checks: list[bool] = []
+        checks: list[str] = []
 
         budget = budgets.latency_ms.get(model)
         if budget is not None:
-            checks.append(median <= budget)
-            if ci[0] <= budget <= ci[1]:
-                notes.append(f"budget {fmt_ms(budget)} ms lies inside the median's 95% CI: within noise")
+            if ci_aware:
+                checks.append(interval_verdict(ci, budget))
+                if checks[-1] == UNRELIABLE:
+                    notes.append(
+                        f"budget {fmt_ms(budget)} ms lies inside the median's 95% CI [{fmt_ms(ci[0])}, {fmt_ms(ci[1])}] ms "
+                        f"({report.get('runs', '?')} runs): the margin is smaller than the measurement's uncertainty"
+                    )
+            else:
+                checks.append(PASS if median <= budget else FAIL)
+                if ci[0] <= budget <= ci[1]:
+                    notes.append(f"budget {fmt_ms(budget)} ms lies inside the median's 95% CI: within noise")
 
-        ratio = None
+        ratio = ratio_ci = None
         is_baseline = baseline is not None and _same_report(path, report, *baseline)
         if base_median is not None and not is_baseline:
             diffs = setup_differences(report, baseline[1])  # type: ignore[index]
@@ -155,10 +228,25 @@ def check_budgets(
                     f"{'; '.join(diffs)}"
                 )
             ratio = median / base_median
-            checks.append(ratio <= budgets.max_ratio)  # type: ignore[operator]
+            found = ratio_interval(report, baseline[1])  # type: ignore[index]
+            ratio_ci = found[0] if found else None
+            if ci_aware and found is not None:
+                checks.append(interval_verdict(ratio_ci, budgets.max_ratio))  # type: ignore[arg-type]
+                if checks[-1] == UNRELIABLE:
+                    notes.append(
+                        f"max_ratio {budgets.max_ratio:.3f} lies inside the ratio's 95% CI "
+                        f"[{ratio_ci[0]:.3f}, {ratio_ci[1]:.3f}] ({found[1]}): "  # type: ignore[index]
+                        "the margin is smaller than the measurement's uncertainty"
+                    )
+            else:
+                checks.append(PASS if ratio <= budgets.max_ratio else FAIL)  # type: ignore[operator]
+                if ci_aware:
+                    notes.append("no CI for the ratio (reports without usable intervals): judged on the point estimate")
 
         if checks:
-            status = PASS if all(checks) else FAIL
+            status = _combine(checks)
+            if status == UNRELIABLE:
+                notes.append("more runs narrow the CI: re-profile with more runs")
         elif is_baseline:
             status = BASELINE
         else:
@@ -170,7 +258,7 @@ def check_budgets(
             )
         verdicts.append(
             Verdict(model, path, median, ci, budget, ratio,
-                    budgets.max_ratio if ratio is not None else None, status, tuple(notes))
+                    budgets.max_ratio if ratio is not None else None, status, tuple(notes), ratio_ci)
         )
     return verdicts
 
@@ -190,5 +278,8 @@ def format_verdicts(verdicts: Sequence[Verdict], target: Target) -> str:
     table = format_table(["model", "median ms [95% CI]", "budget ms", "ratio", "max ratio", "verdict"], rows)
     notes = [f"  {v.model}: {n}" for v in verdicts for n in v.notes]
     failed = sum(v.failed for v in verdicts)
-    summary = f"target {target.name}: {len(verdicts) - failed} passed, {failed} failed"
+    unreliable = sum(v.unreliable for v in verdicts)
+    summary = f"target {target.name}: {len(verdicts) - failed - unreliable} passed, {failed} failed"
+    if unreliable:
+        summary += f", {unreliable} unreliable (budget inside the 95% CI)"
     return "\n".join([table, *(["", "notes:", *notes] if notes else []), "", summary])

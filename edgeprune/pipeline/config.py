@@ -53,7 +53,8 @@ SCHEMA_KEYS: dict[str, dict[str, tuple[str, Any]]] = {
         "reduce_range": ("bool|str", "auto"),
     },
     "targets": {"names": ("list[str]", ["x86-ort-1t"]), "runs": ("int", None), "warmup": ("int", None)},
-    "budgets": {"max_ratio": ("float", None), "latency_ms": ("table", {}), "max_accuracy_drop": ("float", None)},
+    "budgets": {"max_ratio": ("float", None), "latency_ms": ("table", {}), "max_accuracy_drop": ("float", None),
+                "unreliable": ("str", "fail")},
 }
 OPTIONAL_SECTIONS = ("data", "train", "quantize", "budgets")
 
@@ -350,6 +351,8 @@ def _check_values(cfg: PipelineConfig, err) -> None:
 
     def _check_budgets():  # [budgets]
         if budgets is not None:
+            if budgets.get("unreliable", "fail") not in ("fail", "warn"):
+                err("budgets.unreliable", f'must be "fail" or "warn", got {budgets["unreliable"]!r}')
             if budgets.get("max_ratio") is not None and not budgets["max_ratio"] > 0:
                 err("budgets.max_ratio", f"must be positive, got {budgets['max_ratio']}")
             if budgets.get("max_accuracy_drop") is not None:

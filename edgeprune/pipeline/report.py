@@ -58,11 +58,14 @@ def build_report(ctx, records: dict[str, Any], statuses: dict[str, Any]) -> dict
             if not p or "median_ms" not in p:
                 continue
             base = per.get("dense", {}).get("median_ms")
+            # The profile stage times a target's variants interleaved and gives the speedup
+            # (ratio of those medians) and its paired-bootstrap CI; older results only medians.
+            speedup = p.get("speedup_vs_dense", (base / p["median_ms"]) if base else None)
             v["latency"][target] = {
                 "runtime": p["runtime"], "precision": p["precision"], "threads": p["threads"],
                 "median_ms": p["median_ms"], "p90_ms": p["p90_ms"], "median_ci95": p["median_ci95"],
-                "runs": p["runs"], "speedup_vs_dense": (base / p["median_ms"]) if base else None,
-                "report": p["report"],
+                "runs": p["runs"], "speedup_vs_dense": speedup, "speedup_ci95": p.get("speedup_ci95"),
+                "interleaved_with": p.get("interleaved_with"), "report": p["report"],
             }
         variants[variant] = v
     check = res.get("check", {"passed": True, "checks": []})
@@ -93,6 +96,7 @@ def build_report(ctx, records: dict[str, Any], statuses: dict[str, Any]) -> dict
         "variants": variants,
         "checks": check["checks"],
         "passed": check["passed"],
+        "unreliable_policy": check.get("unreliable", "fail"),
         "stages": stages,
         "total_elapsed_s": round(sum(s["elapsed_s"] for s in stages), 3),
     }
@@ -140,18 +144,25 @@ def format_markdown(r: dict[str, Any]) -> str:
                   + f"; logit SQNR vs fp32 {q['sqnr_db']} dB, top-1 agreement {_pct(q['top1_agreement'])}"]
         lines += [f"**warning**: {w}" for w in q.get("warnings") or []]
     lines += ["", "## Latency (batch 1)", ""]
-    head = ["target", "runtime", "variant", "median ms", "p90 ms", "speedup vs dense", "FLOPs reduction"]
+    head = ["target", "runtime", "variant", "median ms", "median 95% CI", "p90 ms", "speedup vs dense",
+            "speedup 95% CI", "FLOPs reduction"]
     rows = []
+    interleaved = False
     for target in r["targets"]:
         for name, v in r["variants"].items():
             lat = v["latency"].get(target)
             if not lat:
                 continue
-            sp = lat["speedup_vs_dense"]
+            interleaved = interleaved or bool(lat.get("interleaved_with"))
+            sp, sp_ci = lat["speedup_vs_dense"], lat.get("speedup_ci95")
             rows.append([target, f"{lat['runtime']} ({lat['precision']}, {lat['threads']}t)", name,
-                         f"{lat['median_ms']:.3f}", f"{lat['p90_ms']:.3f}",
-                         "-" if sp is None else f"{sp:.2f}x", f"{1 / v['flops_ratio']:.2f}x"])
+                         f"{lat['median_ms']:.3f}", _ci(lat.get("median_ci95"), 3), f"{lat['p90_ms']:.3f}",
+                         "-" if sp is None else f"{sp:.2f}x", _ci(sp_ci, 2, "x"), f"{1 / v['flops_ratio']:.2f}x"])
     lines += _table(head, rows)
+    if interleaved:
+        lines += ["", ("The variants of each target were timed in one interleaved loop (each in turn, "
+                       "the same random input for all in a round), so machine noise hits them alike; "
+                       "speedups are ratios of those medians, their CIs a paired bootstrap over the rounds.")]
     lines += ["", "## Budget checks", ""]
     if r["checks"]:
         rows = []
@@ -159,15 +170,21 @@ def format_markdown(r: dict[str, Any]) -> str:
             if c["kind"] == "latency":
                 what = []
                 if c.get("budget_ms") is not None:
-                    what.append(f"median {c['median_ms']:.3f} <= {c['budget_ms']:.3f} ms")
+                    what.append(f"median {c['median_ms']:.3f}{_ci(c.get('median_ci95'), 3, sep=' ')} <= {c['budget_ms']:.3f} ms")
                 if c.get("ratio") is not None:
-                    what.append(f"ratio {c['ratio']:.3f} <= {c['max_ratio']:.3f}")
+                    what.append(f"ratio {c['ratio']:.3f}{_ci(c.get('ratio_ci95'), 3, sep=' ')} <= {c['max_ratio']:.3f}")
                 detail = "; ".join(what) or "; ".join(c["notes"])
+                if c.get("remeasured"):
+                    detail += f" (re-measured, {c['remeasured']['runs']} runs)"
             else:
                 detail = f"top-1 drop {100 * c['drop']:.2f} pts <= {100 * c['max_drop']:.2f} pts"
             rows.append([c["kind"], c["target"], c["variant"], detail, c["verdict"]])
-        lines += _table(["check", "target / runtime", "variant", "measured", "verdict"], rows)
-        lines += ["", f"**{'all checks passed' if r['passed'] else 'BUDGET CHECK FAILED'}**"]
+        lines += _table(["check", "target / runtime", "variant", "measured [95% CI]", "verdict"], rows)
+        noted = [c for c in r["checks"] if c["kind"] == "latency" and (c["verdict"] == "unreliable" or c.get("remeasured"))]
+        if noted:
+            lines += [""]
+            lines += [f"- note, {c['variant']} on {c['target']}: " + "; ".join(c["notes"]) for c in noted]
+        lines += ["", _verdict_line(r)]
     else:
         lines += ["no budgets configured (targets without latency budgets, no [budgets] section)"]
     lines += ["", "## Stages", ""]
@@ -177,6 +194,28 @@ def format_markdown(r: dict[str, Any]) -> str:
     if r.get("plot"):
         lines += [f"![accuracy vs latency]({r['plot']})", ""]
     return "\n".join(lines)
+
+
+def _ci(ci, digits: int, unit: str = "", sep: str | None = None) -> str:
+    """``[lo, hi]``; without a CI "-", or "" when ``sep`` is given (then prefixed by ``sep``)."""
+    if not ci:
+        return "" if sep is not None else "-"
+    return (sep or "") + f"[{ci[0]:.{digits}f}{unit}, {ci[1]:.{digits}f}{unit}]"
+
+
+def _verdict_line(r: dict[str, Any]) -> str:
+    unreliable = [c for c in r["checks"] if c["verdict"] == "unreliable"]
+    hard = [c for c in r["checks"] if not c["passed"] and c["verdict"] != "unreliable"]
+    if hard:
+        return "**BUDGET CHECK FAILED**" + (f" ({len(unreliable)} more unreliable)" if unreliable else "")
+    if unreliable and not r["passed"]:
+        return (f"**BUDGET CHECK UNRELIABLE**: {len(unreliable)} verdict(s) within noise after re-measuring "
+                "(the budget lies inside the 95% CI); this fails the run (`[budgets] unreliable = \"warn\"` "
+                "only warns)")
+    if unreliable:
+        return (f"**all checks passed**, but {len(unreliable)} verdict(s) are unreliable (within noise; "
+                "`[budgets] unreliable = \"warn\"`)")
+    return "**all checks passed**"
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:

@@ -25,18 +25,20 @@ class Context:
     echo: Callable[[str], None] = print
     _data: Any = None
 
-    def data(self, input_shape=None):
-        """The [data] splits (opened once), or None without a [data] section."""
+    def data(self, input_shape=None, feed=None):
+        """The [data] splits (opened once; ``feed``: the Preprocess the model is fed, else the
+        data's own statistics), or None without a [data] section."""
         cfg = self.config
         if cfg["data"] is None:
             return None
         if self._data is None:
-            from edgeprune.data import open_data
+            from edgeprune.data import Normalization, open_data
 
             d = cfg["data"]
             self._data = open_data(
                 cfg.resolved["data"], root=cfg.resolved.get("data_root"), input_shape=input_shape,
-                train_subset=d.get("train_subset"), test_subset=d.get("test_subset"),
+                train_subset=d.get("train_subset"), test_subset=d.get("test_subset"), augment=d.get("augment"),
+                normalization=Normalization(feed.mean, feed.std, feed.name) if feed is not None else None,
             )
         return self._data
 
@@ -73,7 +75,13 @@ def stage_dense(ctx: Context, folder: Path) -> dict[str, Any] | None:
     torch.manual_seed(seed)
     weights = cfg.resolved.get("weights")
     model, shape = build_model(model_cfg["spec"], _input_shape(cfg), weights)
-    data = ctx.data(shape)
+    from edgeprune.models.preprocess import decide_feed
+    from edgeprune.pruning.job import weights_manifest
+
+    source = weights_manifest(weights)
+    feed = decide_feed(model_cfg["spec"], shape, mean=model_cfg.get("mean"), std=model_cfg.get("std"),
+                       weights_record=source.preprocess if source else None, from_weights=weights is not None)
+    data = ctx.data(shape, feed)
     result: dict[str, Any] = {"spec": model_cfg["spec"], "input_shape": list(shape)}
     if train is not None:
         from edgeprune.train import TrainConfig
@@ -97,22 +105,22 @@ def stage_dense(ctx: Context, folder: Path) -> dict[str, Any] | None:
         test = evaluate(model, data.test, cfg["data"]["eval_batch_size"])
         result.update(accuracy=test["accuracy"], test_samples=test["samples"])
     write_manifest(folder, "train", [MODEL], spec=model_cfg["spec"], input_shape=list(shape),
-                   preprocess=_given_preprocess(cfg, shape, data), classes=list(data.train.classes) if data else None,
+                   preprocess=_untrained_preprocess(feed, model_cfg["spec"], shape, data), classes=list(data.train.classes) if data else None,
                    settings={"source": result["source"]})
     return result
 
 
-def _given_preprocess(cfg: PipelineConfig, shape, data) -> dict[str, Any] | None:
-    """What an untrained dense model expects: [model] mean/std, else the spec's default, else the data's."""
+def _untrained_preprocess(feed, spec: str, shape, data) -> dict[str, Any] | None:
+    """What a dense model that is not trained here expects: what `decide_feed` found
+    ([model] mean/std, its weights' folder, its spec), else the spec's default, else the data's."""
     from edgeprune.files.manifest import preprocess_record
     from edgeprune.pruning.job import spec_preprocess
 
-    m = cfg["model"]
-    if m.get("mean") is not None:
-        return preprocess_record(m["mean"], m["std"], "config [model] mean/std")
-    found = spec_preprocess(m["spec"], shape)
+    if feed is not None:
+        return preprocess_record(feed.mean, feed.std, feed.name)
+    found = spec_preprocess(spec, shape)
     if found is None and data is not None:
-        return preprocess_record(data.train.norm.mean, data.train.norm.std, data.train.name)
+        return preprocess_record(data.train.norm.mean, data.train.norm.std, f"statistics of {data.train.name}")
     return found
 
 
@@ -169,11 +177,13 @@ def stage_quantize(ctx: Context, folder: Path) -> dict[str, Any]:
     q = cfg["quantize"]
     if q is None or not q["enabled"]:
         return {"enabled": False}
+    from edgeprune.pipeline.runner import first_target_file
     from edgeprune.quant import QuantizeConfig, quantize_onnx
 
     config = QuantizeConfig(
         method=q["method"], weight_bits=q["weight_bits"], act_bits=q["act_bits"], bias_correction=q["bias_correction"],
         openvino="openvino" in cfg["export"]["formats"] and q["act_bits"] == 8, reduce_range=q["reduce_range"],
+        target=first_target_file(cfg),  # reduce range as the device needs it
     )
     res = quantize_onnx(ctx.out / "export" / "pruned" / "model.onnx", cfg.resolved["calib"], folder, config,
                         progress=ctx.progress)
@@ -223,87 +233,229 @@ def stage_evaluate(ctx: Context, folder: Path) -> dict[str, Any]:
 
 # ---- 6. latency of each artifact on each target ------------------------------------------------
 
+REMEASURE_FACTOR = 3  # a verdict within noise is re-measured once, with this many times the runs
+
 
 def profile_path(ctx: Context, variant: str, target: str) -> Path:
     return ctx.out / "profile" / f"{variant}.{target}.json"
 
 
-def stage_profile(ctx: Context, folder: Path) -> dict[str, Any]:
-    from edgeprune.files.atomic import write_json
-    from edgeprune.profile import ProfileConfig, profile_model
-    from edgeprune.targets import load_target
+def remeasured_path(ctx: Context, variant: str, target: str) -> Path:
+    """Where the check stage keeps a re-measurement: its own folder, so the profile stage's
+    reports stay as that stage built them (and hashed them)."""
+    return ctx.out / "check" / "remeasured" / f"{variant}.{target}.json"
+
+
+def _profile_config(ctx: Context, target, factor: int = 1):
+    """The target's profile settings, [targets] runs/warmup overriding; ``factor`` x the runs."""
+    from edgeprune.profile import ProfileConfig
 
     t = ctx.config["targets"]
+    runs = t["runs"] if t.get("runs") is not None else target.profile.runs
+    return ProfileConfig(
+        runs=runs * factor,
+        warmup=t["warmup"] if t.get("warmup") is not None else target.profile.warmup,
+        batch=target.profile.batch,
+    )
+
+
+def profile_target(ctx: Context, target, config, path_of: Callable[[str], Path]) -> dict[str, Any]:
+    """Time every variant with an artifact in ``target``'s format in one interleaved loop
+    (dense pruned pruned-int8, dense pruned pruned-int8, ..., the same fresh random input for
+    all three in a round), write one profile report per variant to ``path_of(variant)``, and
+    return variant -> summary. Speedups vs dense are ratios of these interleaved medians, with
+    a paired-bootstrap 95% CI over the rounds."""
+    from edgeprune.files.atomic import write_json
+    from edgeprune.profile.compare import profile_models_interleaved
+    from edgeprune.profile.stats import bootstrap_median_ratio_ci
+
+    fmt = "openvino" if target.runtime.name == "openvino" else "onnx"
+    found = variant_files(ctx)
+    timed = [v for v, files in found.items() if fmt in files]
+    out: dict[str, Any] = {v: {"skipped": f"no {fmt} artifact"} for v in found if v not in timed}
+    if not timed:
+        return out
+    ctx.echo(f"      {', '.join(timed)} on {target.name} (interleaved, {config.runs} runs each) ...")
+    reports = profile_models_interleaved(
+        [found[v][fmt] for v in timed], target.runtime.name, target.runtime.settings, config,
+        names=[ctx.model_name(v) for v in timed], labels=timed, target=target.name,
+    )
+    dense = reports[timed.index("dense")] if "dense" in timed else None
+    for variant, report in zip(timed, reports):
+        path = path_of(variant)
+        write_json(path, report)
+        lat = report["latency_ms"]
+        entry: dict[str, Any] = {
+            "runtime": report["runtime"], "precision": report["precision"], "threads": report["threads"],
+            "median_ms": lat["median"], "p90_ms": lat["p90"], "median_ci95": lat["median_ci95"],
+            "runs": report["runs"], "report": str(path.relative_to(ctx.out)),
+            "interleaved_with": [v for v in timed if v != variant],
+        }
+        if dense is not None:
+            entry["speedup_vs_dense"] = dense["latency_ms"]["median"] / lat["median"]
+            entry["speedup_ci95"] = None if report is dense else list(
+                bootstrap_median_ratio_ci(dense["samples_ms"], report["samples_ms"], paired=True))
+        out[variant] = entry
+    return {v: out[v] for v in found if v in out}
+
+
+def stage_profile(ctx: Context, folder: Path) -> dict[str, Any]:
+    from edgeprune.targets import load_target
+
     out: dict[str, Any] = {}
     for name in ctx.config.resolved["targets"]:
         target = load_target(name)
-        config = ProfileConfig(
-            runs=t["runs"] if t.get("runs") is not None else target.profile.runs,
-            warmup=t["warmup"] if t.get("warmup") is not None else target.profile.warmup,
-            batch=target.profile.batch,
-        )
-        fmt = "openvino" if target.runtime.name == "openvino" else "onnx"
-        for variant, files in variant_files(ctx).items():
-            if fmt not in files:
-                out.setdefault(name, {})[variant] = {"skipped": f"no {fmt} artifact"}
-                continue
-            ctx.echo(f"      {variant} on {name} ({config.runs} runs) ...")
-            report = profile_model(files[fmt], target.runtime.name, target.runtime.settings, config,
-                                   target=target.name, name=ctx.model_name(variant))
-            write_json(profile_path(ctx, variant, name), report)
-            lat = report["latency_ms"]
-            out.setdefault(name, {})[variant] = {
-                "runtime": report["runtime"], "precision": report["precision"], "threads": report["threads"],
-                "median_ms": lat["median"], "p90_ms": lat["p90"], "median_ci95": lat["median_ci95"],
-                "runs": report["runs"], "report": str(profile_path(ctx, variant, name).relative_to(ctx.out)),
-            }
+        per = profile_target(ctx, target, _profile_config(ctx, target), lambda v, name=name: profile_path(ctx, v, name))
+        if per:
+            out[name] = per
     return out
 
 
 # ---- 7. budgets ----------------------------------------------------------------------------------
 
 
-def stage_check(ctx: Context, folder: Path) -> dict[str, Any]:
+def _read_reports(path_of: Callable[[str], Path]) -> dict[str, tuple[str, dict[str, Any]]]:
+    reports = {}
+    for variant in ("dense", "pruned", "pruned-int8"):
+        path = path_of(variant)
+        if path.is_file():
+            reports[variant] = (str(path), json.loads(path.read_text()))
+    return reports
+
+
+def _merged_target(ctx: Context, target, b: dict[str, Any]):
+    """``target`` with the config's [budgets] laid over its own budgets."""
     import dataclasses
 
+    from edgeprune.targets import Budgets
+
+    latency = dict(target.budgets.latency_ms)
+    latency.update({ctx.model_name(v): float(ms) for v, ms in b["latency_ms"].items()})
+    max_ratio = b["max_ratio"] if b.get("max_ratio") is not None else target.budgets.max_ratio
+    return dataclasses.replace(target, budgets=Budgets(latency_ms=latency, max_ratio=max_ratio))
+
+
+def _judge(ctx: Context, name: str, merged, reports: dict[str, tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One CI-aware latency check per variant report of target ``name`` (``passed`` is set by the caller)."""
     from edgeprune.budget_check import check_budgets
     from edgeprune.errors import EdgepruneError
+
+    latency, max_ratio = merged.budgets.latency_ms, merged.budgets.max_ratio
+    base = reports.get("dense") if max_ratio is not None else None
+    checks: list[dict[str, Any]] = []
+    for variant, item in reports.items():
+        if variant == "dense" and ctx.model_name("dense") not in latency:
+            continue
+        notes = []
+        if variant == "pruned-int8" and base is not None and item[1].get("precision") != base[1].get("precision"):
+            # The question is what int8 buys over the fp32 dense model, so the ratio compares
+            # across precisions on purpose (everything else must still match).
+            notes.append(f"precision {item[1].get('precision')} compared with the dense model's "
+                         f"{base[1].get('precision')}")
+            item = (item[0], {**item[1], "precision": base[1].get("precision")})
+        try:
+            rel = str(Path(item[0]).relative_to(ctx.out))
+        except ValueError:
+            rel = item[0]
+        try:
+            (v,) = check_budgets([item], merged, None if variant == "dense" else base, ci_aware=True)
+            checks.append({"kind": "latency", "target": name, "variant": variant, "verdict": v.status,
+                           "passed": not v.failed, "median_ms": v.median_ms, "median_ci95": list(v.median_ci95),
+                           "budget_ms": v.budget_ms, "ratio": v.ratio,
+                           "ratio_ci95": list(v.ratio_ci95) if v.ratio_ci95 is not None else None,
+                           "max_ratio": v.max_ratio, "runs": item[1].get("runs"), "report": rel,
+                           "notes": notes + list(v.notes)})
+        except EdgepruneError as e:
+            checks.append({"kind": "latency", "target": name, "variant": variant, "verdict": "error",
+                           "passed": False, "notes": [str(e)]})
+    return checks
+
+
+def _ci_text(c: dict[str, Any]) -> str:
+    """What a latency check measured, with its 95% CIs."""
+    parts = []
+    if c.get("budget_ms") is not None and c.get("median_ci95"):
+        lo, hi = c["median_ci95"]
+        parts.append(f"median {c['median_ms']:.3f} ms [95% CI {lo:.3f}, {hi:.3f}] vs budget {c['budget_ms']:.3f} ms")
+    if c.get("ratio") is not None:
+        ci = c.get("ratio_ci95")
+        parts.append(f"ratio {c['ratio']:.3f}" + (f" [95% CI {ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+                     + f" vs max_ratio {c['max_ratio']:.3f}")
+    return "; ".join(parts)
+
+
+def unreliable_policy(b: dict[str, Any] | None) -> str:
+    """``[budgets] unreliable``: "fail" (default: an unreliable verdict fails the run) or "warn"."""
+    return "warn" if (b or {}).get("unreliable", "fail") == "warn" else "fail"
+
+
+def check_passes(verdict: str, policy: str) -> bool:
+    from edgeprune.budget_check import BASELINE, NO_BUDGET, PASS, UNRELIABLE
+
+    return verdict in (PASS, NO_BUDGET, BASELINE) or (verdict == UNRELIABLE and policy == "warn")
+
+
+def latency_checks(
+    ctx: Context,
+    name: str,
+    merged,
+    reports: dict[str, tuple[str, dict[str, Any]]],
+    remeasure: Callable[[], dict[str, tuple[str, dict[str, Any]]]],
+    policy: str,
+) -> list[dict[str, Any]]:
+    """The latency checks of target ``name``, CI-aware.
+
+    A verdict whose budget lies inside the 95% CI (of the median, or of the ratio to dense)
+    is neither pass nor fail. Then ``remeasure()`` is called once (all variants of the
+    target, interleaved again, with more runs) and those verdicts are judged again on the
+    new reports; verdicts that were clear stay as first measured. One still within noise
+    is ``unreliable``: it fails the run unless ``policy`` is "warn".
+    """
+    from edgeprune.budget_check import UNRELIABLE
+
+    checks = _judge(ctx, name, merged, reports)
+    if any(c["verdict"] == UNRELIABLE for c in checks):
+        again = {c["variant"]: c for c in _judge(ctx, name, merged, remeasure())}
+        for i, c in enumerate(checks):
+            if c["verdict"] != UNRELIABLE:
+                continue
+            c2 = again.get(c["variant"])
+            if c2 is None:
+                c2 = {**c, "verdict": "error", "notes": [f"{c['variant']} is missing from the re-measurement"]}
+            first = {k: c.get(k) for k in ("median_ms", "median_ci95", "ratio", "ratio_ci95", "runs", "report")}
+            c2["remeasured"] = {"runs": c2.get("runs"), "report": c2.get("report"), "first": first}
+            if c2["verdict"] == UNRELIABLE:
+                lead = (f"unreliable: still within noise after re-measuring once with {c2.get('runs')} runs "
+                        f"(first measurement, {c.get('runs')} runs: {_ci_text(c)})")
+            else:
+                lead = (f"first measurement ({c.get('runs')} runs) was within noise ({_ci_text(c)}); "
+                        f"re-measured once with {c2.get('runs')} runs: {c2['verdict']}")
+            c2["notes"] = [lead, *c2["notes"]]
+            checks[i] = c2
+    for c in checks:
+        c["passed"] = check_passes(c["verdict"], policy)
+    return checks
+
+
+def stage_check(ctx: Context, folder: Path) -> dict[str, Any]:
     from edgeprune.files.atomic import write_json
-    from edgeprune.targets import Budgets, load_target
+    from edgeprune.targets import load_target
 
     cfg = ctx.config
     b = cfg["budgets"] or {"max_ratio": None, "latency_ms": {}, "max_accuracy_drop": None}
+    policy = unreliable_policy(b)  # works before config.py knows the key (then it is always "fail")
     checks: list[dict[str, Any]] = []
     for name in cfg.resolved["targets"]:
         target = load_target(name)
-        latency = dict(target.budgets.latency_ms)
-        latency.update({ctx.model_name(v): float(ms) for v, ms in b["latency_ms"].items()})
-        max_ratio = b["max_ratio"] if b.get("max_ratio") is not None else target.budgets.max_ratio
-        merged = dataclasses.replace(target, budgets=Budgets(latency_ms=latency, max_ratio=max_ratio))
-        reports = {}
-        for variant in ("dense", "pruned", "pruned-int8"):
-            path = profile_path(ctx, variant, name)
-            if path.is_file():
-                reports[variant] = (str(path), json.loads(path.read_text()))
-        base = reports.get("dense") if max_ratio is not None else None
-        for variant, item in reports.items():
-            if variant == "dense" and ctx.model_name("dense") not in latency:
-                continue
-            notes = []
-            if variant == "pruned-int8" and base is not None and item[1].get("precision") != base[1].get("precision"):
-                # The question is what int8 buys over the fp32 dense model, so the ratio compares
-                # across precisions on purpose (everything else must still match).
-                notes.append(f"precision {item[1].get('precision')} compared with the dense model's "
-                             f"{base[1].get('precision')}")
-                item = (item[0], {**item[1], "precision": base[1].get("precision")})
-            try:
-                (v,) = check_budgets([item], merged, None if variant == "dense" else base)
-                checks.append({"kind": "latency", "target": name, "variant": variant, "verdict": v.status,
-                               "passed": not v.failed, "median_ms": v.median_ms, "budget_ms": v.budget_ms,
-                               "ratio": v.ratio, "max_ratio": v.max_ratio, "notes": notes + list(v.notes)})
-            except EdgepruneError as e:
-                checks.append({"kind": "latency", "target": name, "variant": variant, "verdict": "error",
-                               "passed": False, "notes": [str(e)]})
+
+        def remeasure(target=target, name=name):
+            config = _profile_config(ctx, target, REMEASURE_FACTOR)
+            ctx.echo(f"      {name}: a budget lies inside the 95% CI; re-measuring with {config.runs} runs ...")
+            profile_target(ctx, target, config, lambda v: remeasured_path(ctx, v, name))
+            return _read_reports(lambda v: remeasured_path(ctx, v, name))
+
+        reports = _read_reports(lambda v, name=name: profile_path(ctx, v, name))
+        checks += latency_checks(ctx, name, _merged_target(ctx, target, b), reports, remeasure, policy)
     drop = b.get("max_accuracy_drop")
     acc = ctx.results.get("evaluate", {})
     if drop is not None and "dense" in acc:
@@ -315,6 +467,6 @@ def stage_check(ctx: Context, folder: Path) -> dict[str, Any]:
                                "verdict": "pass" if d <= drop else "FAIL", "passed": d <= drop,
                                "accuracy": r["accuracy"], "dense_accuracy": ref["accuracy"],
                                "drop": round(d, 6), "max_drop": drop, "notes": []})
-    result = {"passed": all(c["passed"] for c in checks), "checks": checks}
+    result = {"passed": all(c["passed"] for c in checks), "unreliable": policy, "checks": checks}
     write_json(folder / "check.json", result)
     return result

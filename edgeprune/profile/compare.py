@@ -1,21 +1,27 @@
-"""Compare two models on one runtime, timed interleaved (A B A B ...) in one process on the
-same inputs, so that machine noise hits both alike. Reports the speedup of B over A and,
-when both ONNX files carry ``edgeprune.flops`` in ``metadata_props``, the FLOPs ratio and
-realized speedup per FLOPs reduction (the figure of merit for pruning)."""
+"""Compare models on one runtime, timed interleaved (A B A B ...) in one process on the
+same inputs, so that machine noise hits them alike.
+
+`compare_models` reports the speedup of B over A and, when both ONNX files carry
+``edgeprune.flops`` in ``metadata_props``, the FLOPs ratio and realized speedup per FLOPs
+reduction (the figure of merit for pruning). `profile_models_interleaved` times any number
+of models the same way and returns one profile report per model (what ``edgeprune profile``
+writes, plus an ``interleaved`` field); the pipeline's profile stage uses it."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
-from typing import Any, Mapping, Sequence
+import uuid
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from edgeprune import __version__
 from edgeprune.errors import SpecError
 from edgeprune.profile.machine import machine_info
-from edgeprune.profile.profiler import ProfileConfig, model_info
-from edgeprune.profile.stats import median_ci, summarize
+from edgeprune.profile.profiler import ProfileConfig, default_model_name, model_info
+from edgeprune.profile.report import SCHEMA as PROFILE_SCHEMA
+from edgeprune.profile.stats import median_ci, summarize, throughput_fps
 from edgeprune.profile.table import fmt_ms, format_table
 from edgeprune.profile.timing import make_input_pool, pool_size, time_calls
 from edgeprune.files.onnx_metadata import read_metadata
@@ -46,6 +52,120 @@ def _check_same_inputs(a: Any, b: Any, path_a: str, path_b: str) -> None:
         )
 
 
+def _run_interleaved(
+    paths: Sequence[str | os.PathLike],
+    runtime: str,
+    settings: Any,
+    config: ProfileConfig,
+    collect: Callable[[int, str | os.PathLike, Any, list[float], int], Any],
+    *,
+    shapes: Mapping[str, Sequence[int]] | None,
+    seed: int,
+    progress: bool,
+    desc: str,
+) -> list[Any]:
+    """Open one runner per path, check they take the same inputs, time them round-robin
+    (A B C A B C ...) on one pool of fresh random inputs, and return
+    ``collect(index, path, runner, samples_ms, pool_len)`` per model, called while the runners
+    are open."""
+    config.validate()
+    paths = list(paths)
+    if not paths:
+        raise SpecError("no models to time")
+    runners: list[Any] = []
+    try:
+        for path in paths:
+            runners.append(open_runner(path, runtime, batch=config.batch, shapes=shapes, settings=settings))
+        for path, runner in zip(paths[1:], runners[1:]):
+            _check_same_inputs(runners[0], runner, str(paths[0]), str(path))
+        first = runners[0]
+        pool = make_input_pool(first.inputs, pool_size(first.inputs, config.runs + config.warmup), seed)
+        samples = time_calls([r.run for r in runners], pool, config.runs, config.warmup, progress=progress, desc=desc)
+        return [collect(k, path, runner, s, len(pool)) for k, (path, runner, s) in enumerate(zip(paths, runners, samples))]
+    finally:
+        for runner in reversed(runners):
+            runner.close()
+
+
+def _thread_warnings(described: Mapping[str, Any], machine: Mapping[str, Any]) -> list[str]:
+    threads = described.get("threads")
+    if isinstance(threads, int) and machine["usable_cores"] and threads > machine["usable_cores"]:
+        return [f"{threads} threads on {machine['usable_cores']} usable cores: oversubscribed, timings are unreliable"]
+    return []
+
+
+INTERLEAVED_ORDER = "round-robin in the listed order, the same input set for every model in a round"
+
+
+def profile_models_interleaved(
+    paths: Sequence[str | os.PathLike],
+    runtime: str,
+    settings: Any = None,
+    config: ProfileConfig = ProfileConfig(),
+    *,
+    names: Sequence[str | None] | None = None,
+    labels: Sequence[str] | None = None,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    target: str | None = None,
+) -> list[dict[str, Any]]:
+    """Time all ``paths`` in one interleaved loop (A B C A B C ...) and return one profile
+    report per model, in order.
+
+    Each report has the schema and keys of `edgeprune.profile.profiler.profile_model`
+    (without per-layer data), so ``edgeprune check`` and the pipeline read it alike, plus
+    ``interleaved``: ``id`` (shared by the reports of one loop: their ``samples_ms[i]`` were
+    taken in the same round), ``models`` (names in loop order), ``variants`` (``labels``,
+    default the names), ``position`` (this model's index) and ``order``. ``names`` are the
+    model names budgets are looked up by (default: `default_model_name` of each path).
+    All models must take the same inputs.
+    """
+    paths = list(paths)
+    names = list(names) if names is not None else [None] * len(paths)
+    if len(names) != len(paths):
+        raise SpecError(f"{len(paths)} models but {len(names)} names")
+    names = [n or default_model_name(p) for n, p in zip(names, paths)]
+    labels = list(labels) if labels is not None else list(names)
+    if len(labels) != len(paths):
+        raise SpecError(f"{len(paths)} models but {len(labels)} labels")
+    loop_id = uuid.uuid4().hex
+    machine = machine_info()
+
+    def collect(k, path, runner, samples, pool_len):
+        described = runner.describe()
+        stats = summarize(samples)
+        batch = runner.inputs[0].shape[0] if runner.inputs and runner.inputs[0].shape else 1
+        return {
+            "schema": PROFILE_SCHEMA,
+            "model": model_info(path, runner, names[k]),
+            "target": target,
+            "runtime": described["runtime"],
+            "runtime_version": described["runtime_version"],
+            "device": described["device"],
+            "threads": described["threads"],
+            "precision": described["precision"],
+            "runtime_info": described,
+            "batch": batch,
+            "runs": config.runs,
+            "warmup": config.warmup,
+            "seed": seed,
+            "input_pool": pool_len,
+            "latency_ms": stats.to_dict(),
+            "throughput_fps": throughput_fps(stats.median, batch),
+            "samples_ms": samples,
+            "machine": dict(machine),
+            "warnings": _thread_warnings(described, machine),
+            "interleaved": {"id": loop_id, "models": list(names), "variants": list(labels), "position": k,
+                            "order": INTERLEAVED_ORDER},
+            "edgeprune_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    return _run_interleaved(paths, runtime, settings, config, collect, shapes=shapes, seed=seed,
+                            progress=progress, desc="+".join(labels))
+
+
 def compare_models(
     path_a: str | os.PathLike,
     path_b: str | os.PathLike,
@@ -64,37 +184,30 @@ def compare_models(
     median of per-round A/B ratios with its order-statistic 95% CI, which cancels drift
     that affects both models in the same round.
     """
-    config.validate()
-    a = open_runner(path_a, runtime, batch=config.batch, shapes=shapes, settings=settings)
-    try:
-        b = open_runner(path_b, runtime, batch=config.batch, shapes=shapes, settings=settings)
-        try:
-            _check_same_inputs(a, b, str(path_a), str(path_b))
-            pool = make_input_pool(a.inputs, pool_size(a.inputs, config.runs + config.warmup), seed)
-            samples_a, samples_b = time_calls(
-                [a.run, b.run], pool, config.runs, config.warmup, progress=progress, desc="compare"
-            )
-            described = a.describe()
-            sides = {}
-            for key, path, runner, samples in (("a", path_a, a, samples_a), ("b", path_b, b, samples_b)):
-                meta_reader = getattr(runner, "metadata", None)
-                metadata = meta_reader() if meta_reader else read_metadata(path)
-                sides[key] = {
-                    "model": model_info(path, runner),
-                    "latency_ms": summarize(samples).to_dict(),
-                    "flops": parse_flops(metadata),
-                    "precision": runner.describe()["precision"],
-                }
-        finally:
-            b.close()
-    finally:
-        a.close()
+
+    def collect(k, path, runner, samples, pool_len):
+        meta_reader = getattr(runner, "metadata", None)
+        metadata = meta_reader() if meta_reader else read_metadata(path)
+        described = runner.describe()
+        side = {
+            "model": model_info(path, runner),
+            "latency_ms": summarize(samples).to_dict(),
+            "flops": parse_flops(metadata),
+            "precision": described["precision"],
+        }
+        batch = runner.inputs[0].shape[0] if runner.inputs and runner.inputs[0].shape else 1
+        return side, samples, described, batch
+
+    (side_a, samples_a, described, batch), (side_b, samples_b, _, _) = _run_interleaved(
+        [path_a, path_b], runtime, settings, config, collect, shapes=shapes, seed=seed, progress=progress,
+        desc="compare",
+    )
+    sides = {"a": side_a, "b": side_b}
     ratios = [x / y for x, y in zip(samples_a, samples_b)]
     paired = median_ci(ratios)
     speedup = sides["a"]["latency_ms"]["median"] / sides["b"]["latency_ms"]["median"]
     flops_a, flops_b = sides["a"]["flops"], sides["b"]["flops"]
     flops_ratio = flops_a / flops_b if flops_a and flops_b else None
-    batch = a.inputs[0].shape[0] if a.inputs and a.inputs[0].shape else 1
     return {
         "schema": SCHEMA,
         "target": target,

@@ -109,3 +109,63 @@ def throughput_fps(median_ms: float, batch: int) -> float:
     if median_ms <= 0:
         raise ValueError(f"median latency must be positive, got {median_ms}")
     return batch * 1000.0 / median_ms
+
+
+BOOTSTRAP_RESAMPLES = 2000
+_BOOTSTRAP_CELLS = 2**21  # resamples x samples held in memory at once
+
+
+def bootstrap_median_ratio_ci(
+    num: Sequence[float],
+    den: Sequence[float],
+    *,
+    paired: bool = True,
+    confidence: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile-bootstrap confidence interval of ``median(num) / median(den)``.
+
+    ``paired``: ``num[i]`` and ``den[i]`` were timed in the same round of one interleaved
+    loop, so rounds are resampled jointly; the drift both models saw in a round then cancels
+    instead of widening the interval. Unpaired, each side is resampled on its own. Seeded,
+    so the same samples always give the same interval.
+    """
+    a = np.asarray(num, dtype=float)
+    b = np.asarray(den, dtype=float)
+    if a.size == 0 or b.size == 0:
+        raise ValueError("bootstrap_median_ratio_ci needs samples on both sides")
+    if paired and a.size != b.size:
+        raise ValueError(f"paired samples must have equal length, got {a.size} and {b.size}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _BOOTSTRAP_CELLS // max(a.size, b.size))
+    ratios = []
+    for start in range(0, resamples, chunk):
+        k = min(chunk, resamples - start)
+        ia = rng.integers(0, a.size, size=(k, a.size))
+        ib = ia if paired else rng.integers(0, b.size, size=(k, b.size))
+        ratios.append(np.median(a[ia], axis=1) / np.median(b[ib], axis=1))
+    r = np.concatenate(ratios)
+    alpha = 1.0 - confidence
+    return float(np.quantile(r, alpha / 2)), float(np.quantile(r, 1 - alpha / 2))
+
+
+def ratio_ci_from_cis(
+    num_median: float, num_ci: Sequence[float], den_median: float, den_ci: Sequence[float]
+) -> tuple[float, float]:
+    """Approximate CI of ``num_median / den_median`` from each median's own CI.
+
+    On the log scale, the lower (upper) distances of the two intervals are added in
+    quadrature: right for two independent measurements, and blind to drift between them
+    (that is what interleaving and `bootstrap_median_ratio_ci` are for).
+    """
+    values = (num_median, *num_ci, den_median, *den_ci)
+    if any(not v > 0 for v in values):
+        raise ValueError(f"medians and CI bounds must be positive, got {values}")
+    ln = math.log
+    lo_n, hi_n = ln(num_median) - ln(num_ci[0]), ln(num_ci[1]) - ln(num_median)
+    lo_d, hi_d = ln(den_median) - ln(den_ci[0]), ln(den_ci[1]) - ln(den_median)
+    center = ln(num_median) - ln(den_median)
+    return math.exp(center - math.hypot(lo_n, hi_d)), math.exp(center + math.hypot(hi_n, lo_d))
