@@ -19,9 +19,8 @@ import numpy as np
 from edgeprune import __version__
 from edgeprune.errors import SpecError
 from edgeprune.profile.machine import machine_info
-from edgeprune.profile.profiler import ProfileConfig, default_model_name, model_info
-from edgeprune.profile.report import SCHEMA as PROFILE_SCHEMA
-from edgeprune.profile.stats import median_ci, summarize, throughput_fps
+from edgeprune.profile.profiler import ProfileConfig, default_model_name, model_info, timing_report
+from edgeprune.profile.stats import median_ci, summarize
 from edgeprune.profile.table import fmt_ms, format_table
 from edgeprune.profile.timing import make_input_pool, pool_size, time_calls
 from edgeprune.files.onnx_metadata import read_metadata
@@ -87,13 +86,6 @@ def _run_interleaved(
             runner.close()
 
 
-def _thread_warnings(described: Mapping[str, Any], machine: Mapping[str, Any]) -> list[str]:
-    threads = described.get("threads")
-    if isinstance(threads, int) and machine["usable_cores"] and threads > machine["usable_cores"]:
-        return [f"{threads} threads on {machine['usable_cores']} usable cores: oversubscribed, timings are unreliable"]
-    return []
-
-
 INTERLEAVED_ORDER = "round-robin in the listed order, the same input set for every model in a round"
 
 
@@ -133,34 +125,11 @@ def profile_models_interleaved(
     machine = machine_info()
 
     def collect(k, path, runner, samples, pool_len):
-        described = runner.describe()
-        stats = summarize(samples)
-        batch = runner.inputs[0].shape[0] if runner.inputs and runner.inputs[0].shape else 1
-        return {
-            "schema": PROFILE_SCHEMA,
-            "model": model_info(path, runner, names[k]),
-            "target": target,
-            "runtime": described["runtime"],
-            "runtime_version": described["runtime_version"],
-            "device": described["device"],
-            "threads": described["threads"],
-            "precision": described["precision"],
-            "runtime_info": described,
-            "batch": batch,
-            "runs": config.runs,
-            "warmup": config.warmup,
-            "seed": seed,
-            "input_pool": pool_len,
-            "latency_ms": stats.to_dict(),
-            "throughput_fps": throughput_fps(stats.median, batch),
-            "samples_ms": samples,
-            "machine": dict(machine),
-            "warnings": _thread_warnings(described, machine),
-            "interleaved": {"id": loop_id, "models": list(names), "variants": list(labels), "position": k,
-                            "order": INTERLEAVED_ORDER},
-            "edgeprune_version": __version__,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        }
+        report = timing_report(path, runner, runner.describe(), samples, config, seed=seed, pool_len=pool_len,
+                               target=target, name=names[k], machine=machine)
+        report["interleaved"] = {"id": loop_id, "models": list(names), "variants": list(labels), "position": k,
+                                 "order": INTERLEAVED_ORDER}
+        return report
 
     return _run_interleaved(paths, runtime, settings, config, collect, shapes=shapes, seed=seed,
                             progress=progress, desc="+".join(labels))

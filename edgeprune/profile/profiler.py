@@ -80,6 +80,54 @@ def model_info(path: str | os.PathLike, runner: Any, name: str | None = None) ->
     }
 
 
+def timing_report(
+    path: str | os.PathLike,
+    runner: Any,
+    described: dict[str, Any],
+    samples: list[float],
+    config: ProfileConfig,
+    *,
+    seed: int,
+    pool_len: int,
+    target: str | None,
+    name: str | None,
+    machine: dict[str, Any],
+) -> dict[str, Any]:
+    """The profile report (schema `edgeprune.profile/…`) of one model's timed ``samples``:
+    what `profile_model` and the interleaved profiler both write."""
+    stats = summarize(samples)
+    warnings = []
+    threads = described.get("threads")
+    if isinstance(threads, int) and machine["usable_cores"] and threads > machine["usable_cores"]:
+        warnings.append(
+            f"{threads} threads on {machine['usable_cores']} usable cores: oversubscribed, timings are unreliable"
+        )
+    batch = runner.inputs[0].shape[0] if runner.inputs and runner.inputs[0].shape else 1
+    return {
+        "schema": SCHEMA,
+        "model": model_info(path, runner, name),
+        "target": target,
+        "runtime": described["runtime"],
+        "runtime_version": described["runtime_version"],
+        "device": described["device"],
+        "threads": described["threads"],
+        "precision": described["precision"],
+        "runtime_info": described,
+        "batch": batch,
+        "runs": config.runs,
+        "warmup": config.warmup,
+        "seed": seed,
+        "input_pool": pool_len,
+        "latency_ms": stats.to_dict(),
+        "throughput_fps": throughput_fps(stats.median, batch),
+        "samples_ms": samples,
+        "machine": dict(machine),
+        "warnings": warnings,
+        "edgeprune_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
 def profile_model(
     path: str | os.PathLike,
     runtime: str,
@@ -110,38 +158,8 @@ def profile_model(
         (samples,) = time_calls(
             [runner.run], pool, config.runs, config.warmup, progress=progress, desc=Path(path).stem
         )
-        stats = summarize(samples)
-        machine = machine_info()
-        warnings = []
-        threads = described.get("threads")
-        if isinstance(threads, int) and machine["usable_cores"] and threads > machine["usable_cores"]:
-            warnings.append(
-                f"{threads} threads on {machine['usable_cores']} usable cores: oversubscribed, timings are unreliable"
-            )
-        batch = runner.inputs[0].shape[0] if runner.inputs and runner.inputs[0].shape else 1
-        report: dict[str, Any] = {
-            "schema": SCHEMA,
-            "model": model_info(path, runner, name),
-            "target": target,
-            "runtime": described["runtime"],
-            "runtime_version": described["runtime_version"],
-            "device": described["device"],
-            "threads": described["threads"],
-            "precision": described["precision"],
-            "runtime_info": described,
-            "batch": batch,
-            "runs": config.runs,
-            "warmup": config.warmup,
-            "seed": seed,
-            "input_pool": len(pool),
-            "latency_ms": stats.to_dict(),
-            "throughput_fps": throughput_fps(stats.median, batch),
-            "samples_ms": samples,
-            "machine": machine,
-            "warnings": warnings,
-            "edgeprune_version": __version__,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        }
+        report = timing_report(path, runner, described, samples, config, seed=seed, pool_len=len(pool),
+                               target=target, name=name, machine=machine_info())
         if per_layer:
             raw = runner.profile_layers(pool, config.runs, config.warmup)
             layers = aggregate_layers(raw, LayerNameMap.from_onnx(path))
