@@ -87,8 +87,11 @@ def test_wheel_carries_targets_and_manifests(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     data = "edgeprune-0.1.0.data/data/share/edgeprune"
     for kind in ("targets", "calibration"):
-        shipped = sorted(Path(n).name for n in names if n.startswith(f"{data}/{kind}/"))
+        shipped = sorted(Path(n).name for n in names if Path(n).parent.as_posix() == f"{data}/{kind}")
         assert shipped == sorted(p.name for p in (REPO / kind).glob("*.toml")), kind
+    # the example image-folder manifest's images, at the same path relative to it
+    images = [n for n in names if Path(n).parent.as_posix() == f"{data}/calibration/example-images"]
+    assert len(images) == len(list((REPO / "calibration" / "example-images").glob("*.png"))) == 96
     assert not any(n.startswith(("targets/", "calibration/")) for n in names)  # nothing at site-packages top level
 
 

@@ -10,8 +10,8 @@ import copy
 
 from torch import nn
 
-from edgeprune.errors import PlanError
-from edgeprune.pruning.graph import ChannelGraph
+from edgeprune.errors import GraphError, PlanError
+from edgeprune.pruning.graph import ChannelGraph, _run_once
 from edgeprune.pruning.plan import PruningPlan, fingerprint
 
 
@@ -35,13 +35,30 @@ def check_plan_fits(plan: PruningPlan, model: nn.Module, graph: ChannelGraph) ->
 
 
 def slim(model: nn.Module, plan: PruningPlan) -> nn.Module:
-    """Return a copy of ``model`` with every channel the plan drops physically removed."""
+    """Return a copy of ``model`` with every channel the plan drops physically removed.
+
+    Raises GraphError, naming the layer, if a group cannot be removed consistently or the
+    slim model no longer runs on the plan's input shape (never a bare traceback)."""
     slim_model = copy.deepcopy(model)
     graph = ChannelGraph(slim_model, plan.input_shape)  # traced on the copy it will prune
     check_plan_fits(plan, slim_model, graph)
     for group, group_plan in zip(graph.prunable, plan.groups):
         pruned = group_plan.pruned
-        if pruned:
-            graph.tp_group(group, pruned).prune()
+        if not pruned:
+            continue
+        tp_group = graph.tp_group(group, pruned)  # checked: GraphError if inconsistent
+        try:
+            tp_group.prune()
+        except Exception as err:  # noqa: BLE001 - Torch-Pruning's own failure, named here
+            raise GraphError(
+                f"removing {len(pruned)} channels of group {group.root!r} failed in Torch-Pruning: "
+                f"{type(err).__name__}: {err}"
+            ) from None
+    try:
+        _run_once(slim_model, plan.input_shape)
+    except GraphError as err:
+        raise GraphError(
+            f"the slim model of {plan.spec} does not run: {err}. Its channel groups are not handled "
+            "consistently; nothing was written"
+        ) from None
     return slim_model
-

@@ -128,3 +128,15 @@ def test_the_builtin_fashion_mnist_manifest_on_another_shape_is_a_shape_error(ti
         open_calibration("fashion-mnist", tiny)
     text = str(err.value)
     assert "does not fit the model" in text and "[N, 3, 16, 16]" in text and "disagree" not in text
+
+
+def test_the_shipped_image_folder_example_works_as_shipped(tiny):
+    """calibration/image-folder-example.toml reads the 96 real images shipped next to it,
+    resized and normalised for the model (its RGB metadata wins over the manifest's fallback)."""
+    calib = open_calibration("image-folder-example", tiny)
+    assert calib.manifest.folder == BUILTIN_DIR / "example-images"
+    assert (calib.n_calib, calib.n_holdout) == (64, 32) and not calib.notes
+    assert calib.images.shape == (96, 3, 16, 16)
+    batch = next(iter(calib.batches()))
+    (x,) = batch.values()
+    assert x.dtype == np.float32 and x.shape[1:] == (3, 16, 16) and np.isfinite(x).all() and x.std() > 0.1
