@@ -62,7 +62,14 @@ def command(config, out, resume, threads, stop_after, progress):
     report = outcome.report
     click.echo(f"wrote {out}/report.md, {out}/report.json" + (f", {out}/{report['plot']}" if report.get("plot") else ""))
     if not report["passed"]:
+        from edgeprune.budget_check import UNRELIABLE
+
         failed = [c for c in report["checks"] if not c["passed"]]
-        click.echo(f"{len(failed)} budget check(s) failed; see {out}/report.md", err=True)
+        noisy = sum(c["verdict"] == UNRELIABLE for c in failed)
+        parts = [f"{len(failed) - noisy} budget check(s) failed"] if len(failed) > noisy else []
+        if noisy:
+            parts.append(f"{noisy} unreliable (still within noise after re-measuring; "
+                         "[budgets] unreliable = \"warn\" lets them pass)")
+        click.echo(f"{', '.join(parts)}; see {out}/report.md", err=True)
         sys.exit(1)
     click.echo(f"all {len(report['checks'])} checks passed" if report["checks"] else "no budget checks configured")

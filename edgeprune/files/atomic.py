@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from edgeprune.files.faults import publish_step
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` and move the result onto ``path`` only if it succeeded."""
@@ -17,6 +19,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        publish_step(f"replace {path.name}")
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgeprune.errors import EdgepruneError
-from edgeprune.files.atomic import write_json
+from edgeprune.files.atomic import atomic_write, write_json
 from edgeprune.pipeline import stages as S
 from edgeprune.files.hashing import sha256_file, sha256_json
 from edgeprune.pipeline.config import PipelineConfig
@@ -124,26 +124,48 @@ def run_pipeline(
     echo: Callable[[str], None] = print,
 ) -> RunOutcome:
     """Run (or continue) the pipeline of ``cfg`` in ``out``; returns what ran and the report."""
+    from edgeprune.files.staging import OutputError, OutputLock
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = OutputLock(out)
+        lock.acquire()  # a second pipeline on this --out is refused, naming the holder
+    except (OSError, OutputError) as err:
+        raise PipelineError(f"--out {out}: {getattr(err, 'strerror', None) or err}") from None
+    try:
+        return _run_stages(cfg, out, resume=resume, progress=progress, stop_after=stop_after, echo=echo)
+    finally:
+        lock.release()
+
+
+def _run_stages(cfg: PipelineConfig, out: Path, *, resume: bool, progress: bool,
+                stop_after: dict[str, int] | None, echo: Callable[[str], None]) -> RunOutcome:
+    """Each stage is built in ``OUT/.STAGE.partial/`` and swapped onto ``OUT/STAGE/`` only when
+    complete (`edgeprune.files.staging.swap_in`): a failure, Ctrl-C or kill leaves the previous
+    good stage in place; an interrupted training stage keeps its checkpoint there for --resume."""
+    from edgeprune.files.staging import partial_dir, recover, swap_in
+
     ctx = S.Context(cfg, out, resume=resume, progress=progress, stop_after=dict(stop_after or {}), echo=echo)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     statuses: dict[str, dict[str, Any]] = {}
     records: dict[str, dict[str, Any]] = {}
-    (out / "config.toml").write_bytes(cfg.path.read_bytes())
+    write_bytes_atomic(out / "config.toml", cfg.path.read_bytes())
     for i, stage in enumerate(STAGES, 1):
-        folder = out / stage.name
+        final = out / stage.name
+        recover(final)
         inputs = {d: records[d]["output_hash"] for d in stage.deps}
         key = sha256_json({"stage": stage.name, "config": {n: cfg.sections.get(n) for n in stage.sections},
                            "extra": stage.extra(cfg), "inputs": inputs})
-        record = _read(folder / STAGE_FILE)
-        if record and record.get("key") == key and _intact(folder, record):
+        record = _read(final / STAGE_FILE)
+        if record and record.get("key") == key and _intact(final, record):
             records[stage.name] = record
             ctx.results[stage.name] = record["result"]
             statuses[stage.name] = {"status": "skipped", "elapsed_s": 0.0}
             echo(f"[{i}/{TOTAL}] {stage.name} ... skipped (unchanged)")
             _log(out, started, stage.name, "skipped", 0.0)
             continue
+        folder = partial_dir(final)  # where this stage is built
         pending = _read(folder / PENDING_FILE)
         same_run = pending is not None and pending.get("key") == key
         continuing = False
@@ -156,21 +178,25 @@ def run_pipeline(
                     f"it, or delete {folder} to start that stage over"
                 )
             else:
-                shutil.rmtree(folder)
+                shutil.rmtree(folder)  # a build that never finished; the published stage is untouched
         folder.mkdir(parents=True, exist_ok=True)
         if not continuing:
             write_json(folder / PENDING_FILE, {"stage": stage.name, "key": key, "started": started})
         echo(f"[{i}/{TOTAL}] {stage.name} ... {'resuming' if continuing else 'running'}")
         ctx.resume = continuing
+        ctx.building[stage.name] = folder
         t0 = time.perf_counter()
         try:
             result = stage.run(ctx, folder)
         except KeyboardInterrupt:
             kept = stage.training and (folder / "checkpoint.pt").is_file()
             echo(f"[{i}/{TOTAL}] {stage.name} ... interrupted"
-                 + ("; its last epoch checkpoint is kept: continue with --resume" if kept else "; it will run again"))
+                 + ("; its last epoch checkpoint is kept: continue with --resume" if kept else "; it will run again")
+                 + (f"; {final} still holds the previous result" if final.exists() else ""))
             _log(out, started, stage.name, "interrupted", round(time.perf_counter() - t0, 3))
             raise
+        finally:
+            ctx.building.pop(stage.name, None)
         elapsed = round(time.perf_counter() - t0, 3)
         if result is None:
             statuses[stage.name] = {"status": "stopped", "elapsed_s": elapsed}
@@ -178,6 +204,7 @@ def run_pipeline(
             echo(f"[{i}/{TOTAL}] {stage.name} ... stopped after epoch {ctx.stop_after.get(stage.name)} "
                  f"({elapsed:.1f} s); continue with --resume")
             return RunOutcome(False, statuses, records)
+        (folder / PENDING_FILE).unlink(missing_ok=True)
         outputs = _outputs(folder)
         output_hash = sha256_json({"outputs": outputs, "result": result if not outputs else None})
         record = {"schema": STAGE_SCHEMA, "stage": stage.name, "key": key, "inputs": inputs,
@@ -185,7 +212,7 @@ def run_pipeline(
                   "output_hash": output_hash, "result": result, "elapsed_s": elapsed,
                   "resumed": continuing, "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         write_json(folder / STAGE_FILE, record)
-        (folder / PENDING_FILE).unlink(missing_ok=True)
+        swap_in(folder, final)
         records[stage.name] = record
         ctx.results[stage.name] = result
         statuses[stage.name] = {"status": "resumed" if continuing else "ran", "elapsed_s": elapsed}
@@ -201,6 +228,10 @@ def run_pipeline(
     _log(out, started, "report", "ran", elapsed)
     echo(f"[{TOTAL}/{TOTAL}] report ... done ({elapsed:.1f} s)")
     return RunOutcome(True, statuses, records, report)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def _log(out: Path, started: str, stage: str, status: str, elapsed: float) -> None:

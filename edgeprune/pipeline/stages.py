@@ -23,7 +23,22 @@ class Context:
     stop_after: dict[str, int] = field(default_factory=dict)  # stage -> epoch (tests, resume demos)
     results: dict[str, Any] = field(default_factory=dict)  # stage name -> its result
     echo: Callable[[str], None] = print
+    building: dict[str, Path] = field(default_factory=dict)  # stage -> the folder it is being built in
     _data: Any = None
+
+    def stage_dir(self, stage: str) -> Path:
+        """Where ``stage``'s files are now: its build folder while it runs, else ``OUT/STAGE``."""
+        return self.building.get(stage, self.out / stage)
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to ``out`` as it will be once its stage is published."""
+        path = Path(path)
+        for stage, folder in self.building.items():
+            try:
+                return str(Path(stage) / path.relative_to(folder))
+            except ValueError:
+                continue
+        return str(path.relative_to(self.out))
 
     def data(self, input_shape=None, feed=None):
         """The [data] splits (opened once; ``feed``: the Preprocess the model is fed, else the
@@ -237,13 +252,13 @@ REMEASURE_FACTOR = 3  # a verdict within noise is re-measured once, with this ma
 
 
 def profile_path(ctx: Context, variant: str, target: str) -> Path:
-    return ctx.out / "profile" / f"{variant}.{target}.json"
+    return ctx.stage_dir("profile") / f"{variant}.{target}.json"
 
 
 def remeasured_path(ctx: Context, variant: str, target: str) -> Path:
     """Where the check stage keeps a re-measurement: its own folder, so the profile stage's
     reports stay as that stage built them (and hashed them)."""
-    return ctx.out / "check" / "remeasured" / f"{variant}.{target}.json"
+    return ctx.stage_dir("check") / "remeasured" / f"{variant}.{target}.json"
 
 
 def _profile_config(ctx: Context, target, factor: int = 1):
@@ -288,7 +303,7 @@ def profile_target(ctx: Context, target, config, path_of: Callable[[str], Path])
         entry: dict[str, Any] = {
             "runtime": report["runtime"], "precision": report["precision"], "threads": report["threads"],
             "median_ms": lat["median"], "p90_ms": lat["p90"], "median_ci95": lat["median_ci95"],
-            "runs": report["runs"], "report": str(path.relative_to(ctx.out)),
+            "runs": report["runs"], "report": ctx.relative(path),
             "interleaved_with": [v for v in timed if v != variant],
         }
         if dense is not None:
@@ -354,7 +369,7 @@ def _judge(ctx: Context, name: str, merged, reports: dict[str, tuple[str, dict[s
                          f"{base[1].get('precision')}")
             item = (item[0], {**item[1], "precision": base[1].get("precision")})
         try:
-            rel = str(Path(item[0]).relative_to(ctx.out))
+            rel = ctx.relative(Path(item[0]))
         except ValueError:
             rel = item[0]
         try:

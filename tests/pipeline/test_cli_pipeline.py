@@ -149,7 +149,7 @@ def test_ctrl_c_during_training_says_what_is_kept(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 130, result.output
     assert "[2/8] prune ... interrupted; its last epoch checkpoint is kept: continue with --resume" in result.output
-    assert (out / "prune" / "checkpoint.pt").is_file() and not (out / "prune" / "stage.json").exists()
+    assert (out / ".prune.partial" / "checkpoint.pt").is_file() and not (out / "prune").exists()
     monkeypatch.setattr(Trainer, "_train_epoch", original)
     result = CliRunner().invoke(main, [*args, "--resume"])
     assert result.exit_code == 0, result.output

@@ -93,7 +93,7 @@ def test_interrupted_training_resumes_to_the_same_result(tiny_run, tmp_path, sta
     out = tmp_path / "out"
     stopped = _run(config, out, stop_after={stage: 1})
     assert not stopped.complete and statuses(stopped)[stage] == "stopped"
-    assert (out / stage / "checkpoint.pt").is_file() and not (out / stage / "stage.json").exists()
+    assert (out / f".{stage}.partial" / "checkpoint.pt").is_file() and not (out / stage).exists()
 
     with pytest.raises(PipelineError, match="pass --resume"):
         _run(config, out)  # never silently thrown away
