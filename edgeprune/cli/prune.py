@@ -69,14 +69,29 @@ def command(model, method, budget, min_keep, align, target, weights, input_shape
         from edgeprune.train.distributed import from_env
 
         dist = from_env()
+    import dataclasses
+    import os
+
+    from edgeprune.files.staging import Staging, partial_dir
     from edgeprune.pruning.job import run_prune
 
-    result = run_prune(request, resume=resume, stop_after=stop_after, progress=progress, dist=dist)
-    if dist is not None and not dist.is_main:
+    if dist is not None and not dist.is_main:  # rank 0 holds --out; every rank runs in its build folder
+        run_prune(dataclasses.replace(request, out=str(partial_dir(out))), resume=resume, stop_after=stop_after,
+                  progress=progress, dist=dist)
         return
-    if result is None:
-        click.echo(f"stopped after epoch {stop_after}; continue with --resume")
-        return
+    if resume and not (partial_dir(out) / "checkpoint.pt").is_file():
+        raise click.UsageError(f"--resume: there is no interrupted run to continue ({partial_dir(out)}/checkpoint.pt "
+                               "does not exist); run without --resume")
+    # Built in .OUT.partial/ beside --out and swapped in when complete: a failed or interrupted
+    # run leaves the previous result in --out (an interrupted training keeps its checkpoint there).
+    with Staging(out, resume=resume, keep_partial=request.trains) as stage:
+        result = run_prune(dataclasses.replace(request, out=str(stage.path)), resume=resume, stop_after=stop_after,
+                           progress=progress, dist=dist)
+        if result is None:
+            stage.keep()
+            click.echo(f"stopped after epoch {stop_after}; continue with --resume")
+            return
+        stage.publish(sorted(p for p in os.listdir(stage.path) if p != "manifest.json"), marker="manifest.json")
     r = result.report
     click.echo(f"{r['spec']}  method={method}  budget={r['budget']}  align={r['align']}")
     click.echo(f"  FLOPs   {r['flops_dense'] / 1e6:12.2f}M -> {r['flops_pruned'] / 1e6:12.2f}M  ({r['flops_ratio']:.4f})")

@@ -192,17 +192,23 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(a))
 
 
-def recover(out: str | os.PathLike) -> None:
+def recover(out: str | os.PathLike, *, partial: bool = True) -> None:
     """Finish or undo a swap a crash interrupted: ``.OUT.old/`` is put back when ``out`` is
-    missing, and removed when ``out`` is there (the swap had completed)."""
+    missing, and removed when ``out`` is there (the swap had completed); a complete folder left
+    at ``.OUT.partial/`` with no run's working files (checkpoint, pending) is removed."""
     out = Path(out).absolute()
     old = _old_dir(out)
-    if not old.exists():
-        return
-    if out.exists():
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(old, out)
+    if old.exists():
+        if out.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(old, out)
+    build = partial_dir(out)
+    if partial and out.exists() and build.is_dir() and is_artifact(build) and not any(
+            (build / name).exists() for name in TRANSIENT):
+        # the previous folder, exchanged out by a swap that was killed before removing it (or a
+        # finished build killed before its swap: never published, so the result is the previous)
+        shutil.rmtree(build, ignore_errors=True)
 
 
 def is_artifact(folder: Path) -> bool:
@@ -212,7 +218,7 @@ def is_artifact(folder: Path) -> bool:
 def swap_in(build: Path, out: Path) -> None:
     """Make ``build`` the folder ``out`` (which may exist); the previous one is removed."""
     out = out.absolute()
-    recover(out)
+    recover(out, partial=False)  # (the build being published is the partial folder)
     if not out.exists():
         publish_step(f"rename {build.name} -> {out.name}")
         os.rename(build, out)
