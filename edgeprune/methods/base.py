@@ -1,9 +1,10 @@
-"""The protocols pruning methods follow (one-shot `ImportanceMethod`, training-time
-`TrainingMethod` with `MethodBase` defaults), and the registry that finds them by name."""
+"""The protocols pruning methods follow (one-shot `ImportanceMethod`, one-shot with data
+`DataMethod`, training-time `TrainingMethod` with `MethodBase` defaults), and the registry that
+finds them by name."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence, runtime_checkable
 
 from edgeprune.errors import MethodError
 
@@ -27,6 +28,32 @@ class ImportanceMethod(Protocol):
     name: str
 
     def scores(self, model: "nn.Module", graph: "ChannelGraph") -> list["np.ndarray"]: ...
+
+
+@runtime_checkable
+class DataMethod(Protocol):
+    """A one-shot criterion that needs data (ThiNet, He et al. 2017); ``needs_data = True``.
+
+    `edgeprune.pruning.one_shot.prune_one_shot` calls, in order::
+
+        calibrate(model, graph, batches)    batches: input tensors from the training split,
+                                            as many as the method wants to read
+        scores(model, graph)                as ImportanceMethod; the allocator picks widths
+        select(scores, widths) -> kept      the kept root channels per group at those widths
+        reconstruct(dense_copy, graph, kept)  refit weights of a dense copy of the model in
+                                            place; pruned channels' weights must not matter
+                                            (the masked copy is what gets slimmed)
+        report() -> dict                    stored as report.json[method]
+    """
+
+    name: str
+    needs_data: bool
+
+    def calibrate(self, model: "nn.Module", graph: "ChannelGraph", batches: Iterable["torch.Tensor"]) -> None: ...
+    def scores(self, model: "nn.Module", graph: "ChannelGraph") -> list["np.ndarray"]: ...
+    def select(self, scores: Sequence["np.ndarray"], widths: Sequence[int]) -> list[list[int]]: ...
+    def reconstruct(self, model: "nn.Module", graph: "ChannelGraph", kept: Sequence[Sequence[int]]) -> None: ...
+    def report(self) -> dict[str, Any]: ...
 
 
 @runtime_checkable

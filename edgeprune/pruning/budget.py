@@ -68,6 +68,19 @@ class Budget:
         return cls(kind, v)
 
 
+    @classmethod
+    def from_text(cls, text: str) -> "Budget":
+        """The inverse of ``str()``: ``flops=0.5`` or ``flops=0.5 (min_keep=0.3)``."""
+        head, _, tail = text.partition(" (min_keep=")
+        budget = cls.parse(head)
+        if not tail:
+            return budget
+        try:
+            return cls(budget.kind, budget.value, float(tail.rstrip(")")))
+        except ValueError:
+            raise BudgetError(f"budget {text!r}: min_keep {tail.rstrip(')')!r} is not a number") from None
+
+
 def allowed_widths(size: int, align: int, min_keep: float = 0.0) -> list[int]:
     """Kept widths a group of ``size`` channels may take under ``align`` (ascending):
     multiples of ``align`` of at least ``min_keep * size`` channels, and ``size`` itself."""

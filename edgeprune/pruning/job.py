@@ -5,6 +5,7 @@
     result = run_prune(request)          # writes plan.json, model.pt, report.json, manifest.json
 
 One-shot methods score, allocate and slim at once (then fine-tune with ``finetune_epochs``);
+those that sample the data (ThiNet, He et al. 2017) read it from the training split first;
 training-time methods prune while training for ``epochs``. Every path ends in the same folder
 format (`edgeprune.pruning.folder.save_pruned`). What the model is fed while it trains here is
 decided once (`edgeprune.models.preprocess.decide_feed`) and recorded in the manifest. An old
@@ -77,12 +78,23 @@ def _prune(request, model, shape, budget, align, data, **run):
         return jobs.prune_while_training(model, request.model, shape, request.method, budget, align, data,
                                          request.train_config(), request.out,
                                          method_options=request.method_options, **run)
-    result = prune_one_shot(model, request.model, shape, request.method, budget, align)
+    result = prune_one_shot(model, request.model, shape, request.method, budget, align,
+                            options=request.method_options, calibration=_calibration(request, data))
     if request.finetune_epochs:
         return jobs.finetune(result, data, request.train_config(), request.out, **run)
     if data is not None:
         return jobs.with_accuracy(result, data, request.eval_batch_size)
     return result
+
+
+def _calibration(request: PruneRequest, data):
+    """Input batches for methods that sample the data (``needs_data``): the training split in
+    the order of the first training epoch, without augmentation; None without data."""
+    if data is None:
+        return None
+    from edgeprune.data.batches import train_batches
+
+    return (b.x for b in train_batches(data.train, request.batch_size, seed=request.seed, epoch=0, aug=None))
 
 
 def _open_data(request: PruneRequest, shape, feed):

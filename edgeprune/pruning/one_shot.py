@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
+import torch
 from torch import nn
 
 from edgeprune import __version__
-from edgeprune.errors import EdgepruneError
+from edgeprune.errors import EdgepruneError, MethodError
 from edgeprune.methods import get_method
 from edgeprune.pruning.budget import Budget, allocate, budget_warnings, select_kept
 from edgeprune.pruning.graph import ChannelGraph
@@ -39,15 +41,37 @@ def prune_one_shot(
     method: str,
     budget: Budget,
     align: int = 1,
+    *,
+    options: dict[str, Any] | None = None,
+    calibration: Iterable[torch.Tensor] | None = None,
 ) -> PruneResult:
-    """Prune ``model`` (unchanged) to ``budget`` with a one-shot criterion; return the slim model."""
+    """Prune ``model`` (unchanged) to ``budget`` with a one-shot criterion; return the slim model.
+
+    ``options`` build the method (``get_method(method, **options)``). A method that needs data
+    (``needs_data``, `edgeprune.methods.base.DataMethod`: ThiNet, He et al.) reads input batches
+    from ``calibration`` first, may choose its own channels at the allocated widths
+    (``select``) and refit a dense copy's weights (``reconstruct``) before the copy is slimmed;
+    its ``report()`` is stored under report[method]."""
     start = time.perf_counter()
-    scorer = get_method(method)
+    scorer = get_method(method, **(options or {}))
     graph = ChannelGraph(model, input_shape)
+    if getattr(scorer, "needs_data", False):
+        if calibration is None:
+            raise MethodError(f"method {method!r} samples the training data: pass --data (a [data] section)")
+        scorer.calibrate(model, graph, calibration)
     scores = scorer.scores(model, graph)
     widths = allocate(graph.cost, scores, budget, align)
-    kept = select_kept(scores, widths)
-    result = slim_with_parity(model, spec, input_shape, graph, kept, method, budget, align)
+    select = getattr(scorer, "select", None)
+    kept = select(scores, widths) if select is not None else select_kept(scores, widths)
+    if [len(k) for k in kept] != list(widths):
+        raise MethodError(f"method {method!r} selected {[len(k) for k in kept]} channels, not the widths {widths}")
+    source = model
+    if hasattr(scorer, "reconstruct"):
+        source = copy.deepcopy(model)
+        scorer.reconstruct(source, graph, kept)
+    result = slim_with_parity(source, spec, input_shape, graph, kept, method, budget, align)
+    if hasattr(scorer, "report"):
+        result.report[method] = scorer.report()
     result.report["elapsed_s"] = round(time.perf_counter() - start, 3)
     return result
 

@@ -98,6 +98,13 @@ class PruneRequest:
         return bool(getattr(get_method(self.method, **self.method_options), "training_time", False))
 
     @property
+    def needs_data(self) -> bool:
+        """Whether the method samples the training data even when nothing trains (ThiNet, He 2017)."""
+        from edgeprune.methods import get_method
+
+        return bool(getattr(get_method(self.method, **self.method_options), "needs_data", False))
+
+    @property
     def trains(self) -> bool:
         """Whether the job trains at all (a training-time method, or fine-tuning)."""
         return self.training_time or self.finetune_epochs > 0
@@ -195,6 +202,8 @@ class PruneRequest:
                     f"{names('finetune_epochs')}")
             if self.finetune_epochs and self.data is None:
                 bad("finetune_epochs", f"fine-tuning needs {names('data')}")
+            elif self.data is None and self.needs_data:
+                bad("data", f"method {self.method} samples the training data: pass {names('data')}")
         for key in ("epochs", "lr", "batch_size"):
             value = getattr(self, key)
             if value is not None and not value > 0:
