@@ -283,3 +283,69 @@ def format_verdicts(verdicts: Sequence[Verdict], target: Target) -> str:
     if unreliable:
         summary += f", {unreliable} unreliable (budget inside the 95% CI)"
     return "\n".join([table, *(["", "notes:", *notes] if notes else []), "", summary])
+
+
+def read_check_input(path: str | os.PathLike) -> dict[str, Any]:
+    """A profile report as ``edgeprune check`` takes it: readable JSON (ReportError naming the
+    file), a known schema, and a latency that a budget can be held to (`validate_check_input`)."""
+    from pathlib import Path
+
+    from edgeprune.profile import load_report
+    from edgeprune.profile.report import ReportError
+
+    p = Path(path)
+    try:
+        report = load_report(p)
+    except (UnicodeDecodeError, ValueError) as err:  # not text, or JSON that json.load refuses otherwise
+        raise ReportError(f"{p}: not valid JSON ({type(err).__name__}: {err})") from None
+    except RecursionError:
+        raise ReportError(f"{p}: not valid JSON (nested too deeply)") from None
+    validate_check_input(report, str(p))
+    return report
+
+
+def _finite_number(value: Any) -> bool:
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate_check_input(report: dict[str, Any], source: str) -> None:
+    """ReportError naming ``source`` and the field when a report cannot be held to a budget: an
+    unknown ``schema``, a median that is not a finite positive number (NaN passes ``<= 0``), a
+    ``median_ci95`` that is not two finite numbers low <= high, or a median outside its own CI."""
+    from edgeprune.profile.report import SCHEMA, ReportError
+
+    schema = report.get("schema")
+    if schema is None:
+        raise ReportError(f"{source}: schema: missing; `edgeprune check` reads {SCHEMA!r} reports (the JSON of "
+                          "`edgeprune profile --json`)")
+    if schema != SCHEMA:
+        raise ReportError(f"{source}: schema: unknown report schema {schema!r}; `edgeprune check` reads {SCHEMA!r} "
+                          "(the JSON of `edgeprune profile --json`)")
+    lat = report["latency_ms"]
+    if not isinstance(lat, dict):
+        raise ReportError(f"{source}: latency_ms: must be an object, got {lat!r}")
+    median = lat.get("median")
+    if not _finite_number(median) or median <= 0:
+        raise ReportError(f"{source}: latency_ms.median: must be a finite positive number of milliseconds, got {median!r}")
+    for key in ("p90", "p99", "min", "mean"):
+        if key in lat and lat[key] is not None and not _finite_number(lat[key]):
+            raise ReportError(f"{source}: latency_ms.{key}: must be a finite number, got {lat[key]!r}")
+    ci = lat.get("median_ci95")
+    if not (isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_finite_number(v) for v in ci)):
+        raise ReportError(f"{source}: latency_ms.median_ci95: must be [low, high], two finite numbers, got {ci!r}")
+    lo, hi = ci
+    if lo > hi:
+        raise ReportError(f"{source}: latency_ms.median_ci95: low {lo} is above high {hi}")
+    if not lo <= median <= hi:
+        raise ReportError(f"{source}: latency_ms.median {median} lies outside its own latency_ms.median_ci95 [{lo}, {hi}]; "
+                          "the report was edited or is corrupt: profile the model again")
+    for key, check in (("batch", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+                       ("runs", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+                       ("model.name", lambda v: isinstance(v, str) and v != "")):
+        value = report
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if not check(value):
+            raise ReportError(f"{source}: {key}: unexpected value {value!r}")

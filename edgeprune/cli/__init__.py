@@ -12,13 +12,25 @@ from edgeprune.errors import EdgepruneError
 
 
 class _Group(click.Group):
-    """Prints EdgepruneError as a one-line error (exit 2) instead of a traceback."""
+    """Every command goes through here: OpenVINO telemetry is turned off before any command
+    body imports openvino (`edgeprune.runtime.telemetry`), and an EdgepruneError, or an OSError
+    on a file the user named (permission denied, disk full, a folder where a file should be),
+    is printed as one line (exit 2) instead of a traceback."""
 
     def invoke(self, ctx: click.Context):
+        from edgeprune.runtime.telemetry import disable
+
+        disable()
         try:
             return super().invoke(ctx)
         except EdgepruneError as err:
             click.echo(f"Error: {err}", err=True)
+            sys.exit(2)
+        except OSError as err:
+            if err.filename is None:  # not about a file: a bug or the machine, keep the traceback
+                raise
+            where = f"{err.filename}" + (f" -> {err.filename2}" if err.filename2 else "")
+            click.echo(f"Error: {where}: {err.strerror or err}", err=True)
             sys.exit(2)
 
 

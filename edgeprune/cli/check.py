@@ -24,18 +24,20 @@ def command(reports, target_name, baseline, max_ratio, strict, json_path) -> Non
     --max-ratio); a target without one checks its absolute budgets and says the ratio is not held
     to a budget. Exit status: 0 all within budget (or no budget), 1 a budget is broken, 2 bad input.
     """
-    from edgeprune.budget_check import check_budgets, format_verdicts
+    from edgeprune.budget_check import check_budgets, format_verdicts, read_check_input
     from edgeprune.files.atomic import write_json
-    from edgeprune.profile import load_report
     from edgeprune.targets import load_target
 
     import dataclasses
 
+    from edgeprune.cli._options import check_file_out
+
+    check_file_out(json_path)
     target = load_target(target_name)
     if max_ratio is not None:
         target = dataclasses.replace(target, budgets=dataclasses.replace(target.budgets, max_ratio=max_ratio))
-    loaded = [(path, load_report(path)) for path in reports]
-    base = (baseline, load_report(baseline)) if baseline else None
+    loaded = [(path, read_check_input(path)) for path in reports]  # inputs are checked as inputs (exit 2)
+    base = (baseline, read_check_input(baseline)) if baseline else None
     if base is not None and target.budgets.max_ratio is None:
         click.echo(f"note: target {target.name} has no budgets.max_ratio, so the ratio to --baseline is not held "
                    "to a budget (give --max-ratio R); its absolute budgets apply")

@@ -26,6 +26,12 @@ def command(model_a, model_b, target_name, rounds, warmup, batch, shapes, seed, 
     from edgeprune.runtime import parse_shape_option
     from edgeprune.targets import load_target
 
+    from edgeprune.cli._options import check_file_out
+    from edgeprune.runtime.base import check_deployed_file
+
+    check_deployed_file(model_a)
+    check_deployed_file(model_b)
+    check_file_out(json_path)
     target = load_target(target_name)
     config = ProfileConfig(
         runs=rounds if rounds is not None else target.profile.runs,

@@ -26,11 +26,17 @@ from edgeprune.cli._train_options import data_options, set_threads
 def command(src, data_name, data_root, test_subset, batch_size, threads, runtime, json_path):
     from edgeprune.files.atomic import write_json
 
+    from edgeprune.cli._options import check_file_out
+
     if data_name is None:
         raise click.UsageError("--data is required (e.g. --data fashion-mnist)")
+    check_file_out(json_path)
     if Path(src).is_file():  # a deployed file: its own runtime, no torch
         from edgeprune.data import open_test_arrays
         from edgeprune.deployed_eval import evaluate_deployed, model_input_shape
+        from edgeprune.runtime.base import check_deployed_file
+
+        check_deployed_file(src)  # a truncated .onnx, an .xml without its .bin: named, before any work
 
         shape = model_input_shape(src, runtime)
         data = open_test_arrays(data_name, int(shape[1]), (int(shape[2]), int(shape[3])), root=data_root,

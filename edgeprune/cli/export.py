@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgeprune.cli._options import MODEL_HELP, input_shape_option, weights_option
+from edgeprune.cli._options import MODEL_HELP, check_out, check_weights, input_shape_option, model_errors, weights_option
 
 HELP = (
     "Export SRC to ONNX and/or OpenVINO IR in --out, after checking that torch, ONNX Runtime "
@@ -49,7 +49,10 @@ def command(src, formats, out, fp16, opset, weights, input_shape, batch, mean, s
         raise click.BadParameter(
             f"--input-shape has batch {shape[0]} but --batch is {fixed}; give one of them", param_hint="--batch"
         )
-    source = load_source(src, weights=weights, input_shape=shape)
+    check_out(out, beside=True)
+    check_weights(weights)
+    with model_errors(src):
+        source = load_source(src, weights=weights, input_shape=shape)
     result = export_model(
         source.model, source.input_shape, out, preprocess=source.resolve_preprocess(mean, std),
         metadata=source.metadata, options=options, classes=source.classes,

@@ -6,6 +6,7 @@ import click
 
 from edgeprune.cli._options import (
     MODEL_HELP,
+    check_file_out,
     input_shape_option,
     load_model,
     model_argument,
@@ -22,6 +23,7 @@ def command(model, weights, input_shape, json_path):
     from edgeprune.files.atomic import write_json
     from edgeprune.pruning.graph import ChannelGraph
 
+    check_file_out(json_path)
     module, spec, shape = load_model(model, weights, input_shape)
     graph = ChannelGraph(module, shape)
     cost = graph.cost

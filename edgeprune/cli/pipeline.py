@@ -25,7 +25,10 @@ def _parse_stop(values) -> dict[str, int]:
     for text in values:
         stage, sep, epoch = text.partition(":")
         if stage not in ("dense", "prune") or not sep or not epoch.isdigit() or int(epoch) < 1:
-            raise click.BadParameter(f"{text!r}: use dense:EPOCH or prune:EPOCH", param_hint="--stop-after")
+            raise click.BadParameter(f"{text!r}: use dense:EPOCH or prune:EPOCH (EPOCH a positive integer)",
+                                     param_hint="--stop-after")
+        if stage in stops:
+            raise click.BadParameter(f"{text!r}: the {stage} stage is named twice", param_hint="--stop-after")
         stops[stage] = int(epoch)
     return stops
 
@@ -46,9 +49,14 @@ def command(config, out, resume, threads, stop_after, progress):
 
     from edgeprune.pipeline import load_config, run_pipeline
 
+    from edgeprune.cli._options import check_out
+    from edgeprune.pipeline.config import check_stop_after
+
     stops = _parse_stop(stop_after)
     cfg = load_config(config)  # validates everything; nothing is written before this passes
+    check_stop_after(cfg, stops)  # a stop that would never happen is an error, not ignored
     out = Path(out) if out else Path("runs") / cfg.name
+    check_out(str(out), beside=False)
     if threads:
         import torch
 

@@ -37,8 +37,13 @@ def command(model, target_name, runtime_name, threads, device, precision, runs, 
     from edgeprune.profile import ProfileConfig, format_report, profile_model
     from edgeprune.runtime import make_settings, parse_shape_option, runtime_entry
 
+    from edgeprune.cli._options import check_file_out
+    from edgeprune.runtime.base import check_deployed_file
+
     if bool(target_name) == bool(runtime_name):
         raise click.UsageError("give exactly one of --target NAME or --runtime ort|openvino")
+    check_deployed_file(model)
+    check_file_out(json_path)
     if target_name:
         from edgeprune.targets import load_target
 

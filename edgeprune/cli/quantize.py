@@ -48,8 +48,18 @@ HELP = (
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for model.onnx and quantize.json.")
 def command(model, calib, method, weight_bits, act_bits, bias_correction, bias_correction_kind, bit_allocation,
             openvino, reduce_range, target_name, progress, out):
-    from edgeprune.quant import QuantizeConfig, quantize_onnx
+    from pathlib import Path
 
+    from edgeprune.cli._options import check_out
+    from edgeprune.errors import SpecError
+    from edgeprune.quant import QuantizeConfig, quantize_onnx
+    from edgeprune.runtime.base import check_deployed_file
+
+    if Path(model).suffix.lower() in (".xml", ".bin"):
+        raise SpecError(f"MODEL {model}: quantize reads an fp32 ONNX file (.onnx), not OpenVINO IR; give the "
+                        "model.onnx it was exported from (the int8 IR is written for you)")
+    check_deployed_file(model)  # a truncated or damaged ONNX file is named before any work
+    check_out(out, beside=True)
     config = QuantizeConfig(
         method=method, weight_bits=weight_bits, act_bits=int(act_bits),
         bias_correction=bias_correction_kind if bias_correction else None,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from edgeprune.cli._options import (
     MODEL_HELP,
+    check_out,
     input_shape_option,
     load_model,
     model_argument,
@@ -46,6 +49,16 @@ def command(model, data_name, data_root, test_subset, mean, std, augment, epochs
 
     if data_name is None:
         raise click.UsageError("--data is required (e.g. --data fashion-mnist)")
+    # Cheap checks first: a bad --out or --resume is found before the model, the data and an epoch.
+    if stop_after is not None and stop_after > epochs:
+        raise click.BadParameter(f"epoch {stop_after} is past --epochs {epochs}; give 1..{epochs}",
+                                 param_hint="--stop-after")
+    check_out(out, beside=False)
+    from edgeprune.files.staging import Staging, partial_dir
+
+    if resume and not (partial_dir(out) / "checkpoint.pt").is_file():
+        raise click.BadParameter(f"there is no interrupted run to continue: {partial_dir(out) / 'checkpoint.pt'} "
+                                 "does not exist; run without --resume to start one", param_hint="--resume")
     set_threads(threads)
     config = train_config(epochs, lr, batch_size, seed, from_weights=weights is not None)
     dist = from_env()
@@ -59,10 +72,19 @@ def command(model, data_name, data_root, test_subset, mean, std, augment, epochs
     feed = decide_feed(spec, shape, mean=mean, std=std, weights_record=source.preprocess if source else None,
                        from_weights=weights is not None)
     data = open_data_for(data_name, data_root, shape, train_subset, test_subset, augment, feed)
-    metrics = train_dense(module, spec, shape, data, config, out, resume=resume, stop_after=stop_after,
-                          progress=progress, dist=dist)
-    if not dist.is_main:
+    if not dist.is_main:  # rank 0 holds --out; every rank trains in the build folder
+        train_dense(module, spec, shape, data, config, partial_dir(out), resume=resume, stop_after=stop_after,
+                    progress=progress, dist=dist)
         return
+    # Built in .OUT.partial/ beside --out and swapped in when complete: a failed or interrupted
+    # run leaves the previous result in --out; an interrupted one keeps its checkpoint there.
+    with Staging(out, resume=resume, keep_partial=True) as stage:
+        metrics = train_dense(module, spec, shape, data, config, stage.path, resume=resume, stop_after=stop_after,
+                              progress=progress, dist=dist)
+        if not metrics["complete"]:
+            stage.keep()
+        else:
+            stage.publish(sorted(p for p in os.listdir(stage.path) if p != "manifest.json"), marker="manifest.json")
     last = metrics["epochs"][-1]
     if metrics["complete"]:
         click.echo(f"{spec}  {data.train.name}  {len(metrics['epochs'])} epochs  top-1 {metrics['accuracy']:.4f}")

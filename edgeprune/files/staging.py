@@ -270,7 +270,8 @@ class Staging:
     """A build folder ``.OUT.partial/`` beside ``out``, swapped in by `publish`.
 
     ``keep_partial``: leave the build folder after a failure (a training job's checkpoint is
-    there; the same command with ``--resume`` continues it). ``resume``: reuse an existing
+    there; the same command with ``--resume`` continues it); a later run without ``resume``
+    is then refused rather than dropping that checkpoint. ``resume``: reuse an existing
     build folder instead of starting it afresh."""
 
     def __init__(self, out_dir: str | os.PathLike, *, resume: bool = False, keep_partial: bool = False,
@@ -314,6 +315,9 @@ class Staging:
             recover(self.out_dir)
             path = partial_dir(self.out_dir)
             if path.exists() and not self.resume:
+                if self.keep_partial and (path / "checkpoint.pt").is_file():  # never drop a training silently
+                    raise self.error(f"{path} holds an interrupted run (checkpoint.pt); pass --resume to continue "
+                                     f"it, or delete {path} to start over")
                 shutil.rmtree(path)
             path.mkdir(exist_ok=True)
         except BaseException:

@@ -24,12 +24,15 @@ def load_saved(src: str | Path) -> SavedModel:
 
     Raises:
         ArtifactError: not such a folder, incomplete, or a file that does not match (named).
+        SpecError: a model.pt that is a damaged zip or holds NaN/inf values (the tensor named).
     """
+    from edgeprune.files.weights import check_weights_file
     from edgeprune.models.spec import build_model
     from edgeprune.pruning.folder import MODEL, load_pruned
 
     src = Path(src)
     manifest = read_manifest(src, kinds=("train", "prune"))
+    check_weights_file(src / MODEL)  # zip CRCs and finite values (SpecError naming the tensor)
     if manifest.kind == "prune":
         model, plan, report = load_pruned(src, manifest)
         return SavedModel(model, plan.spec, tuple(plan.input_shape), manifest, plan, report)

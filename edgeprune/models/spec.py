@@ -126,6 +126,10 @@ def _zoo(spec: ModelSpec, input_shape):
         raise SpecError(f"model {spec.text}: {err}") from None
 
 
+def _kwargs_text(kwargs: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+
+
 def _user_factory(spec: ModelSpec, input_shape):
     from torch import nn
 
@@ -136,7 +140,11 @@ def _user_factory(spec: ModelSpec, input_shape):
     factory = getattr(module, spec.name, None)
     if not callable(factory):
         raise SpecError(f"model {spec.text}: module {spec.source!r} has no callable {spec.name!r}")
-    model = factory(**spec.kwargs)
+    try:
+        model = factory(**spec.kwargs)
+    except Exception as err:  # noqa: BLE001 - the user's code: name it, and what it raised
+        raise SpecError(f"model {spec.text}: {spec.source}.{spec.name}({_kwargs_text(spec.kwargs)}) raised "
+                        f"{type(err).__name__}: {err}") from None
     if not isinstance(model, nn.Module):
         raise SpecError(f"model {spec.text}: factory returned {type(model).__name__}, not nn.Module")
     shape = getattr(factory, "input_shape", None) or getattr(model, "input_shape", None)
@@ -145,15 +153,10 @@ def _user_factory(spec: ModelSpec, input_shape):
 
 def load_weights(model, path: str | Path, spec_text: str = "model") -> None:
     """Load a state_dict (weights_only=True) into ``model``; name mismatches in the error."""
-    import torch
+    from edgeprune.files.weights import load_torch_file
 
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"weights file {str(path)!r} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure is the user's file
-        raise SpecError(f"weights file {str(path)!r} cannot be read as a state_dict: {err}") from None
+    state = load_torch_file(path, SpecError)  # missing, damaged (CRC), unreadable or NaN/inf: named
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # a training checkpoint
     if not isinstance(state, dict):

@@ -217,6 +217,10 @@ def _check_values(cfg: PipelineConfig, err) -> None:
                 model["spec"] = parse_spec(model["spec"]).text
             except _Err as e:
                 err("model.spec", str(e))
+            else:
+                problem = spec_problem(model["spec"])
+                if problem:
+                    err("model.spec", problem)
         if model.get("name") is None:
             model["name"] = default_model_name(model.get("spec", "model"))
         elif not re.fullmatch(r"[A-Za-z0-9_.-]+", model["name"]):
@@ -374,6 +378,80 @@ def _check_values(cfg: PipelineConfig, err) -> None:
             check()
         except (KeyError, TypeError, AttributeError):  # a field already reported as missing or mistyped
             pass
+
+
+def spec_problem(text: str) -> str | None:
+    """Why the (well-formed) model spec ``text`` names no model, else None: an unknown
+    torchvision or edgeprune model, a module that cannot be imported, or no such callable in
+    it. Nothing is built (a factory is not called)."""
+    import importlib
+    import importlib.util
+
+    from edgeprune.models.spec import parse_spec
+
+    spec = parse_spec(text)
+    if spec.source == "edgeprune":
+        from edgeprune.models.zoo import ZOO
+
+        return None if spec.name in ZOO else f"unknown edgeprune model {spec.name!r}; available: {', '.join(sorted(ZOO))}"
+    if spec.source == "torchvision":
+        try:
+            import torchvision
+        except ImportError as e:
+            return f"{text}: torchvision is not installed ({e})"
+        names = torchvision.models.list_models(module=torchvision.models)
+        if spec.name in names:
+            return None
+        close = [n for n in names if spec.name[:4] in n][:8]
+        return f"unknown torchvision model {spec.name!r}" + (
+            f"; did you mean one of {', '.join(close)}?" if close else "; see torchvision.models.list_models()")
+    try:
+        found = importlib.util.find_spec(spec.source)
+    except (ImportError, ValueError) as e:
+        found, why = None, str(e)
+    else:
+        why = f"no module named {spec.source!r}"
+    if found is None:
+        return f"{text}: cannot import module {spec.source!r} ({why}); is it on PYTHONPATH?"
+    try:
+        module = importlib.import_module(spec.source)
+    except Exception as e:  # noqa: BLE001 - the user's module failed to import
+        return f"{text}: importing module {spec.source!r} failed ({type(e).__name__}: {e})"
+    if not callable(getattr(module, spec.name, None)):
+        return f"{text}: module {spec.source!r} has no callable {spec.name!r}"
+    return None
+
+
+def stop_after_epochs(cfg: PipelineConfig) -> dict[str, int]:
+    """The training stages of ``cfg`` and their epochs: what ``--stop-after STAGE:EPOCH`` may name
+    ("dense" when [train] trains the dense model; "prune" for a training-time method or a
+    one-shot method with prune.finetune_epochs)."""
+    stages: dict[str, int] = {}
+    if cfg["train"] is not None:
+        stages["dense"] = int(cfg["train"]["epochs"])
+    prune = cfg["prune"]
+    if cfg.resolved.get("training_time") and prune.get("epochs"):
+        stages["prune"] = int(prune["epochs"])
+    elif not cfg.resolved.get("training_time") and (prune.get("finetune_epochs") or 0) > 0:
+        stages["prune"] = int(prune["finetune_epochs"])
+    return stages
+
+
+def check_stop_after(cfg: PipelineConfig, stops: dict[str, int]) -> None:
+    """PipelineConfigError unless every ``--stop-after STAGE:EPOCH`` names a training stage of
+    ``cfg`` and an epoch it reaches (a stop that would never happen is an error, not ignored)."""
+    allowed = stop_after_epochs(cfg)
+    choices = ", ".join(f"{name}:1..{epochs}" for name, epochs in allowed.items()) or (
+        "none: this config trains nothing (no [train] section, a one-shot prune without finetune_epochs)")
+    problems = []
+    for stage, epoch in stops.items():
+        if stage not in allowed:
+            problems.append(f"--stop-after {stage}:{epoch}: {cfg.path} does not train a {stage!r} stage; allowed: {choices}")
+        elif not 1 <= epoch <= allowed[stage]:
+            problems.append(f"--stop-after {stage}:{epoch}: the {stage} stage of {cfg.path} trains "
+                            f"{allowed[stage]} epochs; allowed: {choices}")
+    if problems:
+        raise PipelineConfigError("\n".join(problems))
 
 
 def _positive(err, table: dict[str, Any], name: str, keys) -> None:

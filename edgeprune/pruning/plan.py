@@ -81,9 +81,10 @@ class PruningPlan:
             need(isinstance(g, dict), f"{at} must be an object with root, size, kept")
             need(isinstance(g.get("root"), str), f"{at}.root must be a module name")
             size = g.get("size")
-            need(isinstance(size, int) and size > 0, f"{at}.size must be a positive integer")
+            need(isinstance(size, int) and not isinstance(size, bool) and size > 0, f"{at}.size must be a positive integer")
             kept = g.get("kept")
-            need(isinstance(kept, list) and all(isinstance(k, int) for k in kept), f"{at}.kept must be a list of integers")
+            need(isinstance(kept, list) and all(isinstance(k, int) and not isinstance(k, bool) for k in kept),
+                 f"{at}.kept must be a list of integers (channel indices)")
             need(len(kept) > 0, f"{at}.kept is empty: a group cannot be pruned to zero channels")
             need(len(set(kept)) == len(kept), f"{at}.kept has duplicate indices")
             need(all(0 <= k < size for k in kept), f"{at}.kept has indices outside [0, {size})")

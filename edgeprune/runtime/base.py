@@ -162,6 +162,10 @@ def require(package: str, extra: str) -> Any:
     """Import ``package`` or raise MissingDependencyError with the pip command that installs it."""
     import importlib
 
+    if package.split(".")[0] == "openvino":  # its telemetry off before it is imported (a library caller's too)
+        from edgeprune.runtime.telemetry import disable
+
+        disable()
     try:
         return importlib.import_module(package)
     except ImportError as err:
@@ -177,6 +181,45 @@ def check_model_file(path: str | os.PathLike) -> Path:
         raise SpecError(f"model file not found: {p}")
     if not p.is_file():
         raise SpecError(f"model path is not a file: {p}")
+    return p
+
+
+def check_ir_weights(path: str | os.PathLike) -> None:
+    """An OpenVINO IR ``NAME.xml`` needs its ``NAME.bin`` beside it: SpecError naming both."""
+    p = Path(path)
+    if p.suffix.lower() != ".xml":
+        return
+    weights = p.with_suffix(".bin")
+    if not weights.is_file():
+        raise SpecError(f"{p}: OpenVINO IR without its weights: {weights} does not exist (an IR is "
+                        f"{p.name} + {weights.name}, side by side; copy both)")
+
+
+def check_deployed_file(path: str | os.PathLike) -> Path:
+    """A model file a command is given, checked before any work: it exists; an OpenVINO
+    ``.xml`` has its ``.bin``; an ``.onnx`` parses (a truncated or damaged file is named,
+    when the ``onnx`` package is there to read it). Other suffixes are left to the runtime.
+
+    Raises:
+        SpecError: naming the file and what is wrong with it.
+    """
+    p = check_model_file(path)
+    suffix = p.suffix.lower()
+    if suffix == ".xml":
+        check_ir_weights(p)
+    elif suffix == ".onnx":
+        try:
+            import onnx
+        except ImportError:
+            return p
+        try:
+            model = onnx.load(str(p), load_external_data=False)
+        except Exception as err:  # noqa: BLE001 - DecodeError and friends: a damaged file
+            raise SpecError(f"{p}: not a readable ONNX model ({type(err).__name__}: {err}); is the file "
+                            "truncated or damaged? Export it again") from None
+        if not model.graph.node or not model.graph.input:  # an empty file parses as an empty model
+            raise SpecError(f"{p}: not an ONNX model (no graph{' inputs' if model.graph.node else ''}; "
+                            f"{p.stat().st_size} bytes); is the file truncated or empty? Export it again")
     return p
 
 

@@ -22,6 +22,7 @@ from edgeprune.runtime.base import (
     LayerSample,
     RunnerError,
     check_choice,
+    check_ir_weights,
     check_model_file,
     check_positive_int,
     check_str,
@@ -99,6 +100,8 @@ def compile_cpu(
     first input fixed to ``input_shape``, at ``precision`` on ``threads`` threads."""
     ov = require("openvino", "openvino")
     core = ov.Core()
+    if isinstance(model, (str, os.PathLike)):
+        check_ir_weights(model)
     m = core.read_model(str(model)) if isinstance(model, (str, os.PathLike)) else model.clone()
     if input_shape is not None:
         m.reshape({m.inputs[0].get_any_name(): ov.PartialShape([int(d) for d in input_shape])})
@@ -146,6 +149,7 @@ class OpenVINORunner:
         self._ov = require("openvino", "openvino")
         self._core = self._ov.Core()
         check_device(self.settings.device, self._core.available_devices)
+        check_ir_weights(self.path)
         try:
             model = self._core.read_model(str(self.path))
         except Exception as err:

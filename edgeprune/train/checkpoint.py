@@ -48,11 +48,12 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint at ``path`` after its zip records pass their CRC check and every tensor is
+    finite (`edgeprune.files.weights`); TrainError naming the file (and the tensor) otherwise."""
+    from edgeprune.files.weights import load_torch_file
+
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise TrainError(f"{path}: not a readable edgeprune checkpoint ({type(err).__name__}: {err})") from None
+    state = load_torch_file(path, TrainError, what="checkpoint")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise TrainError(f"{path}: not an edgeprune checkpoint (format {FORMAT!r} expected)")
     return state

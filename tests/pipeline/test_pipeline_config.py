@@ -112,7 +112,12 @@ def test_not_toml(tmp_path):
         load_config(path)
 
 
-def test_own_model_needs_its_preprocessing(tmp_path):
+def test_own_model_needs_its_preprocessing(tmp_path, monkeypatch):
+    package = tmp_path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "nets.py").write_text("from torch import nn\n\ndef small_cnn():\n    return nn.Conv2d(1, 4, 3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
     message = _bad(tmp_path, 'spec = "edgeprune:resnet20"', 'spec = "mypkg.nets:small_cnn"')
     assert "model.mean: mypkg.nets:small_cnn is your own model: give model.mean and model.std" in message
     path = write_tiny(tmp_path)

@@ -31,6 +31,8 @@ def test_json_round_trip(plan, tmp_path):
         (lambda d: d["groups"][0].update(kept=[]), r"groups\[0\].kept is empty"),
         (lambda d: d["groups"][1].update(kept=[0, 0]), r"groups\[1\].kept has duplicate"),
         (lambda d: d["groups"][2].update(kept=[999]), r"groups\[2\].kept has indices outside"),
+        (lambda d: d["groups"][0].update(kept=[True]), r"groups\[0\].kept must be a list of integers"),
+        (lambda d: d["groups"][0].update(kept=[0.0]), r"groups\[0\].kept must be a list of integers"),
         (lambda d: d["model"].update(input_shape="1x1x28x28"), "'model.input_shape'"),
     ],
 )

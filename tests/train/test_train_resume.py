@@ -66,8 +66,8 @@ def test_resume_with_other_settings_is_refused(fake_root, tmp_path):
 
 def test_checkpoint_from_another_model_is_refused(fake_root, tmp_path):
     assert _train(fake_root, tmp_path / "r20", "--epochs", "2", "--stop-after", "1").exit_code == 0
-    (tmp_path / "r56").mkdir()
-    shutil.copy(tmp_path / "r20" / "checkpoint.pt", tmp_path / "r56" / "checkpoint.pt")
+    (tmp_path / ".r56.partial").mkdir()  # an interrupted run is kept in .OUT.partial/ beside --out
+    shutil.copy(tmp_path / ".r20.partial" / "checkpoint.pt", tmp_path / ".r56.partial" / "checkpoint.pt")
     other = _train(fake_root, tmp_path / "r56", "--epochs", "2", "--resume", model="edgeprune:resnet56")
     assert other.exit_code == 2 and "was written for model edgeprune:resnet20" in other.output
     assert "Traceback" not in other.output
@@ -77,3 +77,22 @@ def test_missing_dataset_names_the_package(tmp_path):
     result = _train(tmp_path / "no-data", tmp_path / "run", "--epochs", "1")
     assert result.exit_code == 2 and "dataset-fashion-mnist" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_a_rerun_stopped_or_failed_keeps_the_previous_result(fake_root, tmp_path):
+    """train builds in .OUT.partial/ and swaps in only when complete: a re-run that stops early
+    or fails leaves the previous complete folder as it was."""
+    out = tmp_path / "run"
+    assert _train(fake_root, out, "--epochs", "1").exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    stopped = _train(fake_root, out, "--epochs", "2", "--stop-after", "1")
+    assert stopped.exit_code == 0 and "--resume" in stopped.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert (tmp_path / ".run.partial" / "checkpoint.pt").is_file()
+    refused = _train(fake_root, out, "--epochs", "2")  # would drop the interrupted run: refused
+    assert refused.exit_code == 2 and "pass --resume" in refused.output
+    resumed = _train(fake_root, out, "--epochs", "2", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((out / "metrics.json").read_text())["complete"]
+    assert len(json.loads((out / "metrics.json").read_text())["epochs"]) == 2
+    assert not (tmp_path / ".run.partial").exists()
