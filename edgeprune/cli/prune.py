@@ -3,28 +3,39 @@
 One-shot criteria prune at once and may fine-tune afterwards (--finetune-epochs); training-time
 methods prune while training (--epochs). Methods and their options come from the registry
 (`edgeprune.methods`, `--option KEY=VALUE`); `--lambda` is the documented shorthand for CR-SFP's
-``--option consistency_lambda=...``."""
+``--option consistency_lambda=...``. `--from-plan PLAN --scratch E|B` trains a plan's slim
+architecture from random initialisation instead (Scratch-E/B, `edgeprune.pruning.scratch`)."""
 
 from __future__ import annotations
 
 import click
 
-from edgeprune.cli._options import MODEL_HELP, align_option, input_shape_option, model_argument, target_option, weights_option
+from edgeprune.cli._options import MODEL_HELP, align_option, input_shape_option, target_option, weights_option
 from edgeprune.cli._train_options import data_options, feed_options, parse_feed, set_threads, training_options
 from edgeprune.pruning.request import DEFAULT_MIN_KEEP, cli_name
 
 
-@click.command("prune", help="Prune MODEL to an exact budget and physically slim it.\n\n" + MODEL_HELP)
-@model_argument
-@click.option("--method", default="l1", show_default=True,
-              help="A registered pruning method (an unknown name lists them all). One-shot criteria (l1, l2, "
-                   "bn-scale, ...) prune at once, optionally fine-tuned with --finetune-epochs; training-time "
-                   "methods (dtp, sfp, crsfp, ...) prune while training and need --data and --epochs.")
+@click.command("prune", help="Prune MODEL to an exact budget and physically slim it; or, with --from-plan and "
+               "--scratch, train a plan's slim architecture from random initialisation (MODEL may then be "
+               "omitted: the plan names it).\n\n" + MODEL_HELP)
+@click.argument("model", metavar="[MODEL]", required=False)
+@click.option("--method", default=None,
+              help="A registered pruning method (an unknown name lists them all) [default: l1]. One-shot criteria "
+                   "(l1, l2, bn-scale, ...) prune at once, optionally fine-tuned with --finetune-epochs; "
+                   "training-time methods (dtp, sfp, crsfp, ...) prune while training and need --data and --epochs.")
 @click.option(
     "--budget",
-    required=True,
-    help="flops=F or params=P (fraction of dense to keep, e.g. flops=0.5), or ratio=R (fraction of channels removed per group).",
+    default=None,
+    help="flops=F or params=P (fraction of dense to keep, e.g. flops=0.5), or ratio=R (fraction of channels "
+         "removed per group); --method han takes sparsity=S (fraction of conv/linear weights zeroed). "
+         "Required unless --from-plan.",
 )
+@click.option("--from-plan", "from_plan", type=click.Path(exists=False), default=None, metavar="PLAN",
+              help="A plan.json (or a prune folder) whose slim architecture --scratch trains from random "
+                   "initialisation.")
+@click.option("--scratch", type=click.Choice(["E", "B"], case_sensitive=False), default=None,
+              help="With --from-plan: E trains for --epochs (the dense model's epochs); B for "
+                   "round(--epochs x dense FLOPs / pruned FLOPs), the same training compute.")
 @click.option("--min-keep", default=DEFAULT_MIN_KEEP, show_default=True, type=click.FloatRange(0.0, 1.0),
               help="flops/params budgets: keep at least this fraction of every group's channels.")
 @align_option
@@ -34,7 +45,8 @@ from edgeprune.pruning.request import DEFAULT_MIN_KEEP, cli_name
 @data_options
 @feed_options
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Training epochs of a training-time method (dtp, sfp, crsfp).")
+              help="Training epochs of a training-time method (dtp, sfp, crsfp); with --scratch, the dense "
+                   "model's epochs.")
 @click.option("--lambda", "consistency_lambda", type=click.FloatRange(min=0.0), default=None,
               help="crsfp only: weight of the symmetric KL between the full and the pruned network [default: 1.0].")
 @click.option("--option", "method_option", multiple=True, metavar="KEY=VALUE",
@@ -44,15 +56,19 @@ from edgeprune.pruning.request import DEFAULT_MIN_KEEP, cli_name
               help="Fine-tune the slim model of a one-shot method for N epochs on --data.")
 @training_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for plan.json, model.pt and report.json.")
-def command(model, method, budget, min_keep, align, target, weights, input_shape, data_name, data_root, test_subset, mean, std,
+def command(model, method, budget, from_plan, scratch, min_keep, align, target, weights, input_shape, data_name, data_root, test_subset, mean, std,
             augment, epochs,
             consistency_lambda, method_option, finetune_epochs, train_subset, lr, batch_size, seed, resume, stop_after, threads, progress, out):
     from edgeprune.models import parse_input_shape
     from edgeprune.pruning.request import PruneRequest
 
     mean, std = parse_feed(mean, std)
+    if from_plan is not None and method is not None:
+        raise click.UsageError("--method: not used with --from-plan; the plan fixes the architecture and "
+                               "--scratch trains it from random initialisation")
     request = PruneRequest.build(
-        model=model, budget=budget, out=out, method=method,
+        model=model, budget=budget, out=out, method=method or "l1", from_plan=from_plan,
+        scratch=scratch.upper() if scratch else None,
         options=_method_options(method_option, consistency_lambda),
         weights=weights, input_shape=parse_input_shape(input_shape), min_keep=min_keep,
         align=align if align == "auto" else _positive_int(align), target=target,
@@ -93,10 +109,21 @@ def command(model, method, budget, min_keep, align, target, weights, input_shape
             return
         stage.publish(sorted(p for p in os.listdir(stage.path) if p != "manifest.json"), marker="manifest.json")
     r = result.report
-    click.echo(f"{r['spec']}  method={method}  budget={r['budget']}  align={r['align']}")
+    click.echo(f"{r['spec']}  method={r['method']}  budget={r['budget']}  align={r['align']}")
+    if "scratch" in r:
+        s = r["scratch"]
+        click.echo(f"  scratch {s['mode']}: {s['epochs']} epochs from random initialisation ({s['formula']}; "
+                   f"dense {s['dense_epochs']} epochs, dense/pruned FLOPs {s['dense_over_pruned_flops']:.3f})")
     click.echo(f"  FLOPs   {r['flops_dense'] / 1e6:12.2f}M -> {r['flops_pruned'] / 1e6:12.2f}M  ({r['flops_ratio']:.4f})")
     click.echo(f"  params  {r['params_dense'] / 1e6:12.3f}M -> {r['params_pruned'] / 1e6:12.3f}M  ({r['params_ratio']:.4f})")
     click.echo(f"  parity  max|masked - slim| = {r['parity_max_abs_diff']:.2e} (relative {r['parity_rel_diff']:.2e})")
+    if "sparsity" in r:
+        pruned, dense = r["sizes"]["pruned"], r["sizes"]["dense"]
+        click.echo(f"  sparsity {r['sparsity']:.4f} of conv/linear weights are zero (target {r['target_sparsity']:g})")
+        click.echo(f"  size    dense {dense['dense'] / 1e6:.3f} MB -> bitmask {pruned['bitmask'] / 1e6:.3f} MB, "
+                   f"csr {pruned['csr'] / 1e6:.3f} MB, zipped model.pt {dense['model_pt_zipped'] / 1e6:.3f} -> "
+                   f"{pruned['model_pt_zipped'] / 1e6:.3f} MB")
+        click.echo(f"  note    {r['latency_note']}")
     for warning in r.get("warnings", []):
         click.echo(f"  WARNING {warning}")
     pre = r.get("preprocess")

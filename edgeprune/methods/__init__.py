@@ -4,6 +4,7 @@ from edgeprune.methods import bn_scale, crsfp, dtp, magnitude, random, sfp  # no
 from edgeprune.methods import thinet  # noqa: F401
 from edgeprune.methods import he2017  # noqa: F401
 from edgeprune.methods import slimming  # noqa: F401
+from edgeprune.methods import han  # noqa: F401
 from edgeprune.methods.base import (
     ImportanceMethod,
     available_methods,

@@ -4,6 +4,8 @@ Budgets (``--budget``):
     flops=F    keep at most F x dense FLOPs (and at least 99% of that), 0 < F <= 1
     params=P   the same for parameters
     ratio=R    remove R of the channels in every group (as the SFP/DTP papers), 0 <= R < 1
+    sparsity=S zero S of the conv/linear weights (unstructured methods only: --method han),
+               0 <= S < 1; no channel is removed, so no width is allocated
 
 Alignment (``--align N``): every kept width is a multiple of N, or the group's full width
 (an unpruned group stays as it was); never zero. A group narrower than N is left whole.
@@ -30,13 +32,14 @@ from edgeprune.errors import BudgetError
 from edgeprune.pruning.cost import CostModel
 from edgeprune.pruning.request import DEFAULT_MIN_KEEP as MIN_KEEP  # no group keeps fewer of its channels
 
-KINDS = ("flops", "params", "ratio")
+KINDS = ("flops", "params", "ratio", "sparsity")
+STRUCTURED = ("flops", "params", "ratio")  # budgets that allocate widths (`allocate`)
 TOLERANCE = 0.99  # achieved cost is within [TOLERANCE * target, target] when reachable
 
 
 @dataclass(frozen=True)
 class Budget:
-    kind: str  # "flops" | "params" | "ratio"
+    kind: str  # "flops" | "params" | "ratio" | "sparsity"
     value: float
     min_keep: float = MIN_KEEP  # flops/params only: no group keeps fewer of its channels
 
@@ -46,7 +49,7 @@ class Budget:
 
     def __str__(self) -> str:
         text = f"{self.kind}={self.value:g}"
-        return text if self.min_keep == MIN_KEEP or self.kind == "ratio" else f"{text} (min_keep={self.min_keep:g})"
+        return text if self.min_keep == MIN_KEEP or self.kind in ("ratio", "sparsity") else f"{text} (min_keep={self.min_keep:g})"
 
     @classmethod
     def parse(cls, text: str) -> "Budget":
@@ -55,7 +58,8 @@ class Budget:
         if not sep or kind not in KINDS:
             raise BudgetError(
                 f"budget {text!r} is not understood; use flops=F or params=P (fraction of dense to "
-                "keep, 0 < F <= 1) or ratio=R (fraction of channels to remove per group, 0 <= R < 1)"
+                "keep, 0 < F <= 1) or ratio=R (fraction of channels to remove per group, 0 <= R < 1); "
+                "--method han takes sparsity=S (fraction of weights zeroed, 0 <= S < 1)"
             )
         try:
             v = float(value)
@@ -63,7 +67,9 @@ class Budget:
             raise BudgetError(f"budget {text!r}: {value!r} is not a number") from None
         if kind == "ratio" and not 0.0 <= v < 1.0:
             raise BudgetError(f"budget {text!r}: ratio must be in [0, 1), the fraction of channels removed")
-        if kind != "ratio" and not 0.0 < v <= 1.0:
+        if kind == "sparsity" and not 0.0 <= v < 1.0:
+            raise BudgetError(f"budget {text!r}: sparsity must be in [0, 1), the fraction of weights zeroed")
+        if kind in ("flops", "params") and not 0.0 < v <= 1.0:
             raise BudgetError(f"budget {text!r}: {kind} must be in (0, 1], the fraction of dense {kind} kept")
         return cls(kind, v)
 
@@ -105,6 +111,9 @@ def allocate(
     it down to a channel or two, which costs far more accuracy than its scores suggest.
     A ``ratio`` budget is an explicit per-group request and is not floored."""
     sizes = list(cost.sizes)
+    if budget.kind not in STRUCTURED:
+        raise BudgetError(f"budget {budget} removes no channels (it is for unstructured methods: --method han); "
+                          "use flops=, params= or ratio=")
     if len(scores) != len(sizes) or any(len(s) != n for s, n in zip(scores, sizes)):
         raise ValueError("one score per channel of every prunable group is required")
     if budget.kind == "ratio":
@@ -261,6 +270,8 @@ def budget_warnings(cost: CostModel, widths: Sequence[int], budget: Budget, alig
     narrow groups), or a ratio= that alignment moved in some groups (more than rounding to
     one channel would)."""
     sizes = list(cost.sizes)
+    if budget.kind not in STRUCTURED:  # unstructured: the widths are the dense ones
+        return []
     roots = list(roots) if roots is not None else [f"group {g}" for g in range(len(sizes))]
     if budget.kind == "ratio":
         moved = []

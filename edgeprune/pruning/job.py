@@ -6,7 +6,9 @@
 
 One-shot methods score, allocate and slim at once (then fine-tune with ``finetune_epochs``);
 those that sample the data (ThiNet, He et al. 2017) read it from the training split first;
-training-time methods prune while training for ``epochs``. Every path ends in the same folder
+training-time methods prune while training for ``epochs``; Scratch-E/B (``from_plan`` +
+``scratch``) trains a plan's slim architecture from random initialisation
+(`edgeprune.pruning.scratch`). Every path ends in the same folder
 format (`edgeprune.pruning.folder.save_pruned`). What the model is fed while it trains here is
 decided once (`edgeprune.models.preprocess.decide_feed`) and recorded in the manifest. An old
 folder's manifest is removed only when its files start to change (the first training
@@ -46,7 +48,6 @@ def run_prune(
     from edgeprune.train.distributed import current
 
     dist = dist or current()
-    budget, align = request.parsed_budget(), request.resolved_align()
     torch.manual_seed(request.seed)  # a random initialisation (no weights) is the same every run
     source = weights_manifest(request.weights)
     model, shape = build_model(request.model, request.input_shape, request.weights)
@@ -54,8 +55,15 @@ def run_prune(
                        weights_record=source.preprocess if source else None,
                        from_weights=request.weights is not None and request.weights_trained)
     data = _open_data(request, shape, feed)
-    result = _prune(request, model, shape, budget, align, data, resume=resume, stop_after=stop_after,
-                    progress=progress, dist=dist)
+    if request.scratch is not None:
+        from edgeprune.pruning.scratch import train_from_scratch
+
+        result = train_from_scratch(model, request, shape, data, resume=resume, stop_after=stop_after,
+                                    progress=progress, dist=dist)
+    else:
+        budget, align = request.parsed_budget(), request.resolved_align()
+        result = _prune(request, model, shape, budget, align, data, resume=resume, stop_after=stop_after,
+                        progress=progress, dist=dist)
     if result is None:
         return None
     if dist.is_main:
@@ -74,6 +82,10 @@ def _prune(request, model, shape, budget, align, data, **run):
     from edgeprune.pruning.one_shot import prune_one_shot
     from edgeprune.train import jobs
 
+    if request.unstructured:
+        return jobs.prune_unstructured(model, request.model, shape, request.method, budget, data,
+                                       request.train_config(), request.out, method_options=request.method_options,
+                                       **run)
     if request.training_time:
         return jobs.prune_while_training(model, request.model, shape, request.method, budget, align, data,
                                          request.train_config(), request.out,

@@ -125,6 +125,77 @@ def prune_while_training(
     return PruneResult(plan, slim_model, report)
 
 
+def prune_unstructured(
+    model: nn.Module,
+    spec: str,
+    input_shape: tuple[int, ...],
+    method: str,
+    budget: Budget,
+    data: DataSplits,
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    method_options: dict[str, Any] | None = None,
+    resume: bool = False,
+    stop_after: int | None = None,
+    progress: bool = True,
+    dist: Dist | None = None,
+) -> PruneResult | None:
+    """Train ``model`` with an unstructured method (``unstructured = True``: han) to the weight
+    sparsity of ``budget`` (``sparsity=S``). No channel is removed: the plan keeps every channel
+    and model.pt is the dense architecture with zeros. The report gains ``accuracy``,
+    ``sparsity`` (the fraction of zero conv/linear weights), ``sizes`` (dense vs sparse
+    encodings, `edgeprune.pruning.sparsity`), ``latency_note`` and the method's own fields
+    under its name. Returns None if stopped before the last epoch."""
+    from edgeprune.pruning.sparsity import LATENCY_NOTE, sparsity_report
+
+    start = time.perf_counter()
+    dist = dist or current()
+    options = dict(sorted((method_options or {}).items()))
+    pruner = get_method(method, **options)
+    if not getattr(pruner, "unstructured", False) or budget.kind != "sparsity":
+        raise SpecError(f"method {method!r} with budget {budget}: unstructured pruning needs an unstructured "
+                        "method (han) and a sparsity= budget")
+    check_classes(model, data, spec)
+    dense_fingerprint = fingerprint(model)
+    graph = ChannelGraph(model, input_shape)
+    dense_sizes = sparsity_report(model)
+    pruner.attach(model, budget.value)
+    run = {
+        "job": "prune", "spec": spec, "input_shape": list(input_shape), "fingerprint": dense_fingerprint,
+        "method": method, "method_options": options, "method_config": pruner.config.to_json(),
+        "budget": str(budget),
+    }
+    trainer = Trainer(model, data, config, out=out, method=pruner, run=run, dist=dist, progress=progress)
+    if dist.is_main:
+        clear_manifest(out)  # the folder's files are about to change: never half old, half new
+    metrics = trainer.fit(resume=resume, stop_after=stop_after)
+    if not metrics["complete"]:
+        return None
+    pruner.after_step()  # the masks hold in what is saved
+    method_report = pruner.report()
+    model.eval()
+    result = slim_with_parity(model, spec, input_shape, graph, [list(range(g.size)) for g in graph.prunable],
+                              method, budget, 1)
+    plan, kept_model, report = result.plan, result.model, result.report
+    sizes = sparsity_report(kept_model)
+    test = evaluate(kept_model, data.test, config.eval_batch_size, dist)
+    report.update(
+        accuracy=test["accuracy"],
+        test_samples=test["samples"],
+        sparsity=sizes["sparsity"],
+        target_sparsity=budget.value,
+        sizes={"dense": dense_sizes["bytes"], "pruned": sizes["bytes"], "encodings": sizes["encodings"]},
+        sparsity_per_layer=sizes["layers"],
+        latency_note=LATENCY_NOTE,
+        training=_training_summary(config, data, metrics),
+        elapsed_s=round(time.perf_counter() - start, 3),
+    )
+    report["align"] = None
+    report[method] = method_report
+    return PruneResult(plan, kept_model, report)
+
+
 def finetune(
     result: PruneResult,
     data: DataSplits,
