@@ -15,7 +15,7 @@ class _Group(click.Group):
     """Every command goes through here: OpenVINO telemetry is turned off before any command
     body imports openvino (`edgeprune.runtime.telemetry`), and an EdgepruneError, or an OSError
     on a file the user named (permission denied, disk full, a folder where a file should be),
-    is printed as one line (exit 2) instead of a traceback."""
+    is printed as one line (exit 2) instead of a traceback; Ctrl-C is one line too (exit 130)."""
 
     def invoke(self, ctx: click.Context):
         from edgeprune.runtime.telemetry import disable
@@ -26,6 +26,10 @@ class _Group(click.Group):
         except EdgepruneError as err:
             click.echo(f"Error: {err}", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:  # one line, not OpenVINO's or torch's tracebacks; nothing half-written
+            click.echo("\nInterrupted (Ctrl-C): --out keeps its previous result; an interrupted training keeps "
+                       "its last epoch checkpoint in .OUT.partial/ (continue with --resume)", err=True)
+            sys.exit(130)
         except OSError as err:
             if err.filename is None:  # not about a file: a bug or the machine, keep the traceback
                 raise

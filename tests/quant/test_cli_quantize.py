@@ -93,3 +93,26 @@ def test_quantize_runs_with_torch_blocked(tmp_path, setup):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"code": 0, "torch_loaded": []}
     assert (out / "model.onnx").is_file()
+
+
+def test_ctrl_c_is_one_line_and_keeps_the_previous_result(tmp_path, setup, monkeypatch):
+    """Ctrl-C during calibration: one line on stderr (exit 130), no traceback, and the previous
+    result in --out is untouched (issue 14: it used to print 129 lines)."""
+    import edgeprune.quant.quantize as quantize_module
+
+    model, calib = setup
+    out = tmp_path / "int8"
+    args = ["quantize", str(model), "--calib", str(calib), "--no-progress", "--out", str(out)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(quantize_module, "_statistics", interrupted)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 130, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Interrupted (Ctrl-C)"), result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".int8.")]
