@@ -15,8 +15,15 @@ import click
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=D1xD2...", help="Input shape for dynamic inputs (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the random inputs.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the comparison JSON here.")
+@click.option("--name-a", help="Model name of A in its profile report (budgets are looked up by it).")
+@click.option("--name-b", help="Model name of B in its profile report.")
+@click.option("--report-a", type=click.Path(dir_okay=False),
+              help="Write A's profile report here (the `edgeprune profile --json` schema, marked interleaved): "
+                   "`edgeprune check B.json --baseline A.json` then uses the paired per-round ratio.")
+@click.option("--report-b", type=click.Path(dir_okay=False), help="Write B's profile report here.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def command(model_a, model_b, target_name, rounds, warmup, batch, shapes, seed, json_path, no_progress) -> None:
+def command(model_a, model_b, target_name, rounds, warmup, batch, shapes, seed, json_path, name_a, name_b,
+            report_a, report_b, no_progress) -> None:
     """Time MODEL_A and MODEL_B interleaved (A B A B ...) on the same inputs; print both
     medians, the speedup of B over A, and the FLOPs ratio when both files carry
     edgeprune.flops metadata."""
@@ -31,7 +38,8 @@ def command(model_a, model_b, target_name, rounds, warmup, batch, shapes, seed, 
 
     check_deployed_file(model_a)
     check_deployed_file(model_b)
-    check_file_out(json_path)
+    for path, option in ((json_path, "--json"), (report_a, "--report-a"), (report_b, "--report-b")):
+        check_file_out(path, option)
     target = load_target(target_name)
     config = ProfileConfig(
         runs=rounds if rounds is not None else target.profile.runs,
@@ -41,9 +49,14 @@ def command(model_a, model_b, target_name, rounds, warmup, batch, shapes, seed, 
     result = compare_models(
         model_a, model_b, target.runtime.name, target.runtime.settings, config,
         shapes=dict(parse_shape_option(s) for s in shapes), seed=seed,
-        progress=not no_progress, target=target.name,
+        progress=not no_progress, target=target.name, names=[name_a, name_b],
     )
+    reports = result.pop("profile_reports")
     click.echo(format_comparison(result))
     if json_path:
         write_json(json_path, result)
         click.echo(f"\nwrote {json_path}")
+    for side, path in (("a", report_a), ("b", report_b)):
+        if path:
+            write_json(path, reports[side])
+            click.echo(f"wrote {path}")

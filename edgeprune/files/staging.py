@@ -315,11 +315,15 @@ class Staging:
             recover(self.out_dir)
             path = partial_dir(self.out_dir)
             if path.exists() and not self.resume:
-                if self.keep_partial and (path / "checkpoint.pt").is_file():  # never drop a training silently
+                unfinished = (path / "checkpoint.pt").is_file() and not (path / "manifest.json").is_file()
+                if self.keep_partial and unfinished:  # never drop an interrupted training silently
                     raise self.error(f"{path} holds an interrupted run (checkpoint.pt); pass --resume to continue "
                                      f"it, or delete {path} to start over")
                 shutil.rmtree(path)
             path.mkdir(exist_ok=True)
+            for stray in path.glob(".*.tmp"):  # a resumed build: half-written temporaries of the killed run
+                if stray.is_file():
+                    stray.unlink()
         except BaseException:
             self.lock.release()
             raise

@@ -146,13 +146,21 @@ def compare_models(
     seed: int = 0,
     progress: bool = False,
     target: str | None = None,
+    names: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
     """Time A and B interleaved for ``config.runs`` rounds; return a JSON-ready comparison.
 
     ``speedup`` is median(A) / median(B) (> 1: B is faster). ``paired_speedup`` is the
     median of per-round A/B ratios with its order-statistic 95% CI, which cancels drift
-    that affects both models in the same round.
+    that affects both models in the same round. ``profile_reports`` holds one profile report
+    per side (the schema ``edgeprune profile`` writes, with ``interleaved``, model names
+    ``names`` or each file's default), so ``edgeprune check --baseline`` can hold B to a
+    budget relative to A with a paired CI.
     """
+    names = list(names) if names is not None else [None, None]
+    names = [n or default_model_name(p) for n, p in zip(names, (path_a, path_b))]
+    loop_id = uuid.uuid4().hex
+    machine = machine_info()
 
     def collect(k, path, runner, samples, pool_len):
         meta_reader = getattr(runner, "metadata", None)
@@ -165,9 +173,13 @@ def compare_models(
             "precision": described["precision"],
         }
         batch = runner.inputs[0].shape[0] if runner.inputs and runner.inputs[0].shape else 1
-        return side, samples, described, batch
+        report = timing_report(path, runner, described, samples, config, seed=seed, pool_len=pool_len,
+                               target=target, name=names[k], machine=machine)
+        report["interleaved"] = {"id": loop_id, "models": list(names), "variants": ["a", "b"], "position": k,
+                                 "order": INTERLEAVED_ORDER}
+        return side, samples, described, batch, report
 
-    (side_a, samples_a, described, batch), (side_b, samples_b, _, _) = _run_interleaved(
+    (side_a, samples_a, described, batch, report_a), (side_b, samples_b, _, _, report_b) = _run_interleaved(
         [path_a, path_b], runtime, settings, config, collect, shapes=shapes, seed=seed, progress=progress,
         desc="compare",
     )
@@ -195,7 +207,8 @@ def compare_models(
         "paired_speedup": {"median": float(np.median(ratios)), "ci95": [paired.low, paired.high]},
         "flops_ratio": flops_ratio,
         "speedup_per_flops_ratio": speedup / flops_ratio if flops_ratio else None,
-        "machine": machine_info(),
+        "machine": machine,
+        "profile_reports": {"a": report_a, "b": report_b},
         "edgeprune_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -214,7 +214,9 @@ class Trainer:
         self.method.on_train_start(self)
         if exists:
             self._resume()
-        if self.epoch >= self.config.epochs:  # a finished run: nothing left to do
+        if self.epoch >= self.config.epochs:  # a finished run: nothing left to train
+            if self.out is not None and self.dist.is_main:  # killed between its checkpoint and metrics.json
+                write_json(self.out / METRICS, self.metrics(complete=True))
             return self.metrics(complete=True)
         with deterministic():
             while self.epoch < self.config.epochs:

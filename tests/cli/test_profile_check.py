@@ -136,6 +136,30 @@ def test_compare_writes_json(tmp_path):
     assert data["flops_ratio"] == 2.0 and data["rounds"] == 4 and data["target"] == "cli-t"
 
 
+def test_compare_reports_feed_check_with_a_paired_ratio(tmp_path):
+    """`make <device>` times dense and pruned interleaved with compare --report-a/--report-b and
+    holds the pruned one to a ratio of the dense one measured in the same loop."""
+    a = onnx_models.tiny_cnn(tmp_path / "a.onnx", channels=16, flops=2e6)
+    b = onnx_models.tiny_cnn(tmp_path / "b.onnx", channels=8, flops=1e6)
+    target = make_target(tmp_path)
+    result = invoke("compare", a, b, "--target", target, "--rounds", "6", "--name-a", "net-dense", "--name-b", "net",
+                    "--report-a", tmp_path / "dense.json", "--report-b", tmp_path / "pruned.json", "--json",
+                    tmp_path / "cmp.json")
+    assert result.exit_code == 0, result.output
+    dense, pruned = (json.loads((tmp_path / f).read_text()) for f in ("dense.json", "pruned.json"))
+    assert dense["model"]["name"] == "net-dense" and pruned["model"]["name"] == "net"
+    assert dense["interleaved"]["id"] == pruned["interleaved"]["id"] and len(pruned["samples_ms"]) == 6
+    cmp = json.loads((tmp_path / "cmp.json").read_text())
+    assert "profile_reports" not in cmp
+    assert cmp["a"]["latency_ms"]["median"] == dense["latency_ms"]["median"]
+    checked = invoke("check", tmp_path / "pruned.json", "-t", target, "--baseline", tmp_path / "dense.json",
+                     "--max-ratio", "100", "--json", tmp_path / "check.json")
+    assert checked.exit_code == 0, checked.output
+    from edgeprune.budget_check import ratio_interval
+
+    assert ratio_interval(pruned, dense)[1] == "paired bootstrap over 6 interleaved rounds"
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -15,6 +15,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -104,7 +105,8 @@ def _snapshot(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-VOLATILE = {"report.json", "export.json", "quantize.json", "manifest.json", "stage.json", "metrics.json"}  # timings
+VOLATILE = {"report.json", "export.json", "quantize.json", "manifest.json", "stage.json", "metrics.json",
+            "checkpoint.pt"}  # timings (a checkpoint holds the epochs' metrics; model.pt is compared)
 
 
 def _result(folder: Path) -> dict[str, str]:
@@ -129,7 +131,7 @@ def _steps(args: list[str], cwd: Path) -> list[str]:
 
 
 def _kill_at_every_step(cwd: Path, out: Path, good: list[str], new: list[str], watched: Path | None = None,
-                        last_step: str | None = None):
+                        last_step: str | None = None, rerun: Callable[[], list[str]] | None = None):
     """Run ``good`` (result A), then learn the publish steps of ``new`` (result B); for every
     step k: restore A, run ``new`` killed at step k, and assert ``watched`` (default ``out``)
     is A or B exactly; then a clean run recovers to B. Returns (steps, outcomes)."""
@@ -157,7 +159,7 @@ def _kill_at_every_step(cwd: Path, out: Path, good: list[str], new: list[str], w
         else:
             assert _result(watched) == b_result, f"killed before step {k} ({steps[k - 1]}): neither result"
             outcomes.append("new")
-        again = _run(new, cwd)  # the dead run's lock is stale: taken over
+        again = _run(rerun() if rerun else new, cwd)  # the dead run's lock is stale: taken over
         assert again.returncode == 0, (k, again.stdout + again.stderr)
         assert _result(watched) == b_result, f"the re-run after a kill before step {k} did not recover"
     print(f"{len(steps)} publish steps: " + ", ".join(f"{k}:{o}" for k, o in enumerate(outcomes, 1)))
@@ -243,3 +245,21 @@ def test_pipeline_stage_killed_at_every_publish_step(tmp_path):
         record = json.loads((tmp_path / "run" / stage / "stage.json").read_text())
         assert _snapshot(tmp_path / "run" / stage).keys() >= set(record["outputs"])
     assert not [p.name for p in (tmp_path / "run").iterdir() if p.name.endswith(".partial")]
+
+
+def test_train_killed_at_every_publish_step(tmp_path):
+    from data_helpers import fake_fashion_mnist
+
+    root = fake_fashion_mnist(tmp_path / "fmnist", n_train=64, n_test=32)
+    base = ["train", "edgeprune:resnet20", "--data", "fashion-mnist", "--data-root", str(root), "--epochs", "1",
+            "--batch-size", "32", "--no-progress", "--out", "t"]
+    new = [*base, "--seed", "1"]
+    interrupted = tmp_path / ".t.partial" / "checkpoint.pt"
+
+    def rerun():  # killed after an epoch's checkpoint: the interrupted training is continued, never dropped
+        return [*new, "--resume"] if interrupted.is_file() and not interrupted.with_name("manifest.json").is_file() else new
+
+    steps, outcomes = _kill_at_every_step(tmp_path, tmp_path / "t", [*base, "--seed", "0"], new, rerun=rerun)
+    assert outcomes[0] == "previous" and outcomes[-1] == "new"
+    read_manifest(tmp_path / "t", kinds=("train",))
+    assert not list(tmp_path.glob(".t.*")), "no lock or build folder left behind"
