@@ -71,6 +71,8 @@ def _run_interleaved(
     paths = list(paths)
     if not paths:
         raise SpecError("no models to time")
+    if len(paths) > 1:
+        settings = _not_spinning(runtime, settings)
     runners: list[Any] = []
     try:
         for path in paths:
@@ -84,6 +86,18 @@ def _run_interleaved(
     finally:
         for runner in reversed(runners):
             runner.close()
+
+
+def _not_spinning(runtime: str, settings: Any) -> Any:
+    """ORT sessions timed interleaved must not spin between calls (`OrtSettings.allow_spinning`)."""
+    import dataclasses
+
+    from edgeprune.runtime.onnxruntime import OrtSettings
+
+    if runtime not in ("ort", "onnxruntime"):
+        return settings
+    settings = settings if isinstance(settings, OrtSettings) else (settings or OrtSettings())
+    return dataclasses.replace(settings, allow_spinning=False) if isinstance(settings, OrtSettings) else settings
 
 
 INTERLEAVED_ORDER = "round-robin in the listed order, the same input set for every model in a round"

@@ -49,3 +49,15 @@ def test_compare_rejects_models_with_different_inputs(tmp_path, onnx_models):
     b = onnx_models.tiny_cnn(tmp_path / "b.onnx", size=32)
     with pytest.raises(SpecError, match="take different inputs"):
         compare_models(a, b, "ort", make_settings("ort", {"threads": 1}), ProfileConfig(runs=2, warmup=0))
+
+
+def test_interleaved_ort_sessions_do_not_spin():
+    """Timed interleaved, an idle ORT session's spinning pool would steal the cores of the one
+    being timed (2 threads on 2 vCPUs: ~2x slower); compare turns spinning off for every session."""
+    from edgeprune.profile.compare import _not_spinning
+    from edgeprune.runtime.onnxruntime import OrtSettings
+
+    assert OrtSettings().allow_spinning is True
+    assert _not_spinning("ort", OrtSettings(threads=2)) == OrtSettings(threads=2, allow_spinning=False)
+    assert _not_spinning("ort", None).allow_spinning is False
+    assert _not_spinning("openvino", "kept") == "kept"
