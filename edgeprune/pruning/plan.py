@@ -8,6 +8,9 @@
     }
 
 Every prunable group of the model appears once; a group left whole lists all its indices.
+A depth-pruning method (sss) adds ``"removed_blocks": ["layer1.1", ...]``: residual blocks
+(module names) that the slim model replaces by their identity shortcut
+(`edgeprune.pruning.depth`). The field is optional: a plan without it removes no block.
 """
 
 from __future__ import annotations
@@ -42,17 +45,21 @@ class PruningPlan:
     input_shape: tuple[int, ...]
     fingerprint: str
     groups: tuple[GroupPlan, ...]
+    removed_blocks: tuple[str, ...] = ()  # residual blocks replaced by their shortcut
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "schema": SCHEMA,
             "model": {
                 "spec": self.spec,
                 "input_shape": list(self.input_shape),
                 "fingerprint": self.fingerprint,
             },
-            "groups": [{"root": g.root, "size": g.size, "kept": list(g.kept)} for g in self.groups],
         }
+        if self.removed_blocks:  # written only when blocks are removed: other plans stay as they were
+            data["removed_blocks"] = list(self.removed_blocks)
+        data["groups"] = [{"root": g.root, "size": g.size, "kept": list(g.kept)} for g in self.groups]
+        return data
 
     @classmethod
     def from_json(cls, data: Any, where: str = "plan") -> "PruningPlan":
@@ -89,7 +96,11 @@ class PruningPlan:
             need(len(set(kept)) == len(kept), f"{at}.kept has duplicate indices")
             need(all(0 <= k < size for k in kept), f"{at}.kept has indices outside [0, {size})")
             parsed.append(GroupPlan(g["root"], size, tuple(sorted(kept))))
-        return cls(model["spec"], tuple(shape), model["fingerprint"], tuple(parsed))
+        removed = data.get("removed_blocks", [])
+        need(isinstance(removed, list) and all(isinstance(b, str) and b for b in removed),
+             f"'removed_blocks' must be a list of module names (residual blocks), got {removed!r}")
+        need(len(set(removed)) == len(removed), "'removed_blocks' names a block twice")
+        return cls(model["spec"], tuple(shape), model["fingerprint"], tuple(parsed), tuple(removed))
 
     def save(self, path: str | Path) -> Path:
         """Write atomically; one group per line so that a plan diffs and reads well."""

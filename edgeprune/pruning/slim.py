@@ -1,7 +1,8 @@
 """Physically remove pruned channels: ``slim(model, plan)`` returns a narrower nn.Module.
 
 Module names are unchanged, so a slim state_dict lines up with the dense one key by key
-(only shapes differ).
+(only shapes differ). A plan's ``removed_blocks`` (depth pruning, `edgeprune.pruning.depth`)
+are then replaced by ``nn.Identity``: their keys are absent from the slim state_dict.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ def check_plan_fits(plan: PruningPlan, model: nn.Module, graph: ChannelGraph) ->
             f"the plan's groups do not match the model's: expected {len(expected)} groups, got "
             f"{len(got)}" + (f"; first difference: model {diff[0]}, plan {diff[1]}" if diff else "")
         )
+    if plan.removed_blocks:
+        from edgeprune.pruning.depth import check_removed
+
+        check_removed(model, plan.removed_blocks)
 
 
 def slim(model: nn.Module, plan: PruningPlan) -> nn.Module:
@@ -54,6 +59,10 @@ def slim(model: nn.Module, plan: PruningPlan) -> nn.Module:
                 f"removing {len(pruned)} channels of group {group.root!r} failed in Torch-Pruning: "
                 f"{type(err).__name__}: {err}"
             ) from None
+    if plan.removed_blocks:
+        from edgeprune.pruning.depth import remove_blocks
+
+        remove_blocks(slim_model, plan.removed_blocks)
     try:
         _run_once(slim_model, plan.input_shape)
     except GraphError as err:

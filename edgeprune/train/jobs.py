@@ -110,9 +110,15 @@ def prune_while_training(
     if not metrics["complete"]:
         return None
     kept = pruner.kept()
+    removed = pruner.removed_blocks() if hasattr(pruner, "removed_blocks") else None  # depth pruning (sss)
     method_report = pruner.report()
     pruner.detach()
-    result = slim_with_parity(model, spec, input_shape, graph, kept, method, budget, align)
+    if removed is None:
+        result = slim_with_parity(model, spec, input_shape, graph, kept, method, budget, align)
+    else:
+        from edgeprune.pruning.depth import slim_with_depth
+
+        result = slim_with_depth(model, spec, input_shape, graph, kept, removed, method, budget, align)
     plan, slim_model, report = result.plan, result.model, result.report
     test = evaluate(slim_model, data.test, config.eval_batch_size, dist)
     report.update(
