@@ -96,7 +96,7 @@ def _not_spinning(runtime: str, settings: Any) -> Any:
 
     if runtime not in ("ort", "onnxruntime"):
         return settings
-    settings = settings if isinstance(settings, OrtSettings) else (settings or OrtSettings())
+    settings = OrtSettings() if settings is None else settings
     return dataclasses.replace(settings, allow_spinning=False) if isinstance(settings, OrtSettings) else settings
 
 
