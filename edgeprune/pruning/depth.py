@@ -99,6 +99,23 @@ def remove_blocks(model, names: Sequence[str]) -> None:
         setattr(parent, child, nn.Identity())
 
 
+def silence_blocks(model, names: Sequence[str]) -> None:
+    """In place: zero the last BatchNorm (scale and shift) of each named block's residual branch,
+    so the block computes its shortcut: the masked equivalent of removing it (the names are
+    checked first). Used where no method has zeroed the branch (Scratch-E/B on a random model)."""
+    import torch
+
+    check_removed(model, names)
+    last = {b.name: b.last_bn for b in find_blocks(model)}
+    with torch.no_grad():
+        for name in names:
+            bn = model.get_submodule(last[name])
+            if bn.weight is not None:
+                bn.weight.zero_()
+            if bn.bias is not None:
+                bn.bias.zero_()
+
+
 def _inside(layer: str, blocks: Sequence[str]) -> bool:
     return any(layer.startswith(b + ".") for b in blocks)
 

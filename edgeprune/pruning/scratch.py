@@ -94,7 +94,8 @@ def train_from_scratch(
     plan's spec), train it for the Scratch-E/B epochs, and return the `PruneResult` (None when
     stopped early). ``request`` is the validated `PruneRequest` (``from_plan``, ``scratch``,
     ``epochs`` = the dense model's epochs, the data and schedule settings)."""
-    from edgeprune.pruning.graph import ChannelGraph
+    from edgeprune.pruning.depth import silence_blocks
+    from edgeprune.pruning.graph import ChannelGraph, count_flops_params
     from edgeprune.pruning.one_shot import PARITY_RTOL, ParityError, PruneResult, masked_vs_slim
     from edgeprune.pruning.plan import fingerprint
     from edgeprune.pruning.slim import slim
@@ -115,14 +116,20 @@ def train_from_scratch(
                         f"({dense_fingerprint}); give the plan's MODEL ({plan.spec}) or omit MODEL")
     graph = ChannelGraph(model, input_shape)
     kept = [list(g.kept) for g in plan.groups]
+    removed = list(plan.removed_blocks)
+    if removed:  # depth pruning (sss): a removed block computes its shortcut once its branch is zero
+        silence_blocks(model, removed)  # PlanError naming removed_blocks[i] if one cannot go
     slim_model = slim(model, plan)  # GraphError/PlanError if the plan does not fit
     parity = masked_vs_slim(model, graph, kept, slim_model, input_shape)
     if not parity.ok(PARITY_RTOL):
         raise ParityError(f"{where}: the slim model differs from the masked model by {parity.rel_diff:.2e} "
                           f"(relative), above {PARITY_RTOL:g}; nothing was trained")
     cost, widths = graph.cost, list(plan.widths)
-    flops_dense, flops_pruned = cost.dense("flops"), cost.flops(widths)
-    params_dense, params_pruned = cost.dense("params"), cost.params(widths)
+    flops_dense, params_dense = cost.dense("flops"), cost.dense("params")
+    if removed:  # measured on the slim model itself, as the depth-pruning job reports them
+        flops_pruned, params_pruned = count_flops_params(slim_model, input_shape)
+    else:
+        flops_pruned, params_pruned = cost.flops(widths), cost.params(widths)
     mode, dense_epochs = request.scratch, int(request.epochs)
     epochs = scratch_epochs(mode, dense_epochs, flops_dense, flops_pruned)
     config = TrainConfig(epochs=epochs, lr=request.learning_rate, batch_size=request.batch_size, seed=request.seed,
@@ -157,6 +164,7 @@ def train_from_scratch(
         "groups": [{"root": g.root, "size": g.size, "kept": len(k.kept)} for g, k in zip(graph.prunable, plan.groups)],
         "parity_max_abs_diff": parity.max_abs_diff,
         "parity_rel_diff": parity.rel_diff,
+        "removed_blocks": removed,
         "warnings": [],
         "scratch": {
             "mode": mode,

@@ -127,3 +127,32 @@ def test_resume_gives_identical_weights(l1_folder, tmp_path):
     assert other.exit_code == 0
     mismatch = _scratch(tmp_path / "res2", l1_folder, "E", "--resume")  # another run's checkpoint
     assert mismatch.exit_code != 0 and "Traceback" not in mismatch.output
+
+
+@needs_data
+def test_scratch_on_a_plan_with_removed_blocks_trains_the_shallower_model(l1_folder, tmp_path):
+    """A depth-pruning plan (sss's removed_blocks): the carved model has those blocks as identities,
+    masked == slim holds (their branches silenced), and the FLOPs (hence Scratch-B's epochs) are
+    those of the shallower model."""
+    plan = json.loads((l1_folder / "plan.json").read_text())
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "plan.json").write_text(json.dumps({**plan, "removed_blocks": ["layer1.1", "layer2.2"]}))
+    run = _scratch(tmp_path / "b", tmp_path / "src", "B")
+    assert run.exit_code == 0, run.output
+    report = _report(tmp_path / "b")
+    source = json.loads((l1_folder / "report.json").read_text())
+    assert report["removed_blocks"] == ["layer1.1", "layer2.2"] and report["parity_rel_diff"] < 1e-4
+    assert report["flops_pruned"] < source["flops_pruned"]
+    assert report["scratch"]["dense_over_pruned_flops"] == report["flops_dense"] / report["flops_pruned"] > 2.2
+    assert report["scratch"]["epochs"] == round(report["flops_dense"] / report["flops_pruned"])
+    state = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
+    assert not any(k.startswith(("layer1.1.", "layer2.2.")) for k in state)
+    exported = CliRunner().invoke(main, ["export", str(tmp_path / "b"), "--format", "onnx",
+                                         "--out", str(tmp_path / "export")])
+    assert exported.exit_code == 0, exported.output
+    assert json.loads((tmp_path / "export" / "export.json").read_text())["parity"]["ort"]["rel_diff"] <= 1e-4
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "plan.json").write_text(json.dumps({**plan, "removed_blocks": ["layer2.0"]}))
+    refused = _scratch(tmp_path / "c", bad, "E")
+    assert refused.exit_code == 2 and "removed_blocks[0] 'layer2.0' has a downsampling shortcut" in refused.output
