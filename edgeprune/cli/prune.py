@@ -116,6 +116,9 @@ def command(model, method, budget, from_plan, scratch, min_keep, align, target, 
                    f"dense {s['dense_epochs']} epochs, dense/pruned FLOPs {s['dense_over_pruned_flops']:.3f})")
     click.echo(f"  FLOPs   {r['flops_dense'] / 1e6:12.2f}M -> {r['flops_pruned'] / 1e6:12.2f}M  ({r['flops_ratio']:.4f})")
     click.echo(f"  params  {r['params_dense'] / 1e6:12.3f}M -> {r['params_pruned'] / 1e6:12.3f}M  ({r['params_ratio']:.4f})")
+    if r.get("removed_blocks"):
+        click.echo(f"  blocks  {len(r['removed_blocks'])} residual blocks removed (each now its shortcut): "
+                   f"{', '.join(r['removed_blocks'])}")
     click.echo(f"  parity  max|masked - slim| = {r['parity_max_abs_diff']:.2e} (relative {r['parity_rel_diff']:.2e})")
     if "sparsity" in r:
         pruned, dense = r["sizes"]["pruned"], r["sizes"]["dense"]

@@ -45,6 +45,7 @@ SCHEMA_KEYS: dict[str, dict[str, tuple[str, Any]]] = {
         "method": ("str", REQUIRED), "budget": ("str", REQUIRED), "min_keep": ("float", DEFAULT_MIN_KEEP),
         "align": ("int|auto", "auto"), "epochs": ("int", None), "finetune_epochs": ("int", 0),
         "lr": ("float", None), "batch_size": ("int", 128), "seed": ("int", 0), "options": ("table", {}),
+        "scratch": ("str", None),
     },
     "export": {"formats": ("list[str]", ["onnx", "openvino"]), "opset": ("int", 17), "fp16": ("bool", False)},
     "quantize": {
@@ -105,9 +106,10 @@ class PipelineConfig:
     def name(self) -> str:
         return self.sections[""]["name"]
 
-    def prune_request(self, out: Path, input_shape: tuple[int, ...] | None = None):
-        """The [prune] section as the prune job's request: the dense stage's model.pt (under
-        ``out``'s parent) pruned into ``out``; ``align = "auto"`` takes the first target's."""
+    def prune_request(self, out: Path, input_shape: tuple[int, ...] | None = None, dense: Path | None = None):
+        """The [prune] section as the prune job's request: the dense stage's model.pt (in
+        ``dense``, by default ``out``'s sibling ``dense/``) pruned into ``out``; ``align =
+        "auto"`` takes the first target's."""
         from edgeprune.pruning.request import PruneRequest
 
         p, d, targets = self.sections["prune"], self.sections["data"], self.resolved.get("targets") or []
@@ -120,12 +122,32 @@ class PipelineConfig:
         return PruneRequest.build(
             model=self.sections["model"].get("spec", ""), budget=p.get("budget", ""), out=str(out),
             method=p.get("method", ""), options=p.get("options") or {},
-            weights=str(Path(out).parent / "dense" / "model.pt"),
+            weights=str((dense or Path(out).parent / "dense") / "model.pt"),
             weights_trained=self.sections["train"] is not None or self.sections["model"].get("weights") is not None,
             input_shape=input_shape, mean=m.get("mean"), std=m.get("std"), min_keep=p.get("min_keep"), align=p.get("align"),
             target=targets[0] if targets else "", epochs=p.get("epochs"),
             finetune_epochs=p.get("finetune_epochs"), lr=p.get("lr"), batch_size=p.get("batch_size"),
             seed=p.get("seed"), **data,
+        )
+
+
+    def scratch_request(self, out: Path, plan: Path, input_shape: tuple[int, ...] | None = None):
+        """``prune.scratch = "E"|"B"``: the plan in ``plan`` (what [prune]'s method made) trained
+        from random initialisation into ``out`` with [train]'s schedule (its epochs are the dense
+        model's: Scratch-E trains as many, Scratch-B the FLOPs-equivalent)."""
+        from edgeprune.pruning.request import PruneRequest
+
+        p, d, t = self.sections["prune"], self.sections["data"], self.sections["train"] or {}
+        data = {} if d is None else {
+            "data": self.resolved.get("data"), "data_root": self.resolved.get("data_root"),
+            "train_subset": d.get("train_subset"), "test_subset": d.get("test_subset"),
+            "eval_batch_size": d.get("eval_batch_size"), "augment": d.get("augment"),
+        }
+        m = self.sections["model"]
+        return PruneRequest.build(
+            model=m.get("spec", ""), from_plan=str(plan), scratch=p.get("scratch"), out=str(out),
+            input_shape=input_shape, mean=m.get("mean"), std=m.get("std"), epochs=t.get("epochs"),
+            lr=t.get("lr"), batch_size=t.get("batch_size", 128), seed=t.get("seed", 0), **data,
         )
 
 
@@ -293,6 +315,18 @@ def _check_values(cfg: PipelineConfig, err) -> None:
         resolved["training_time"] = request.training_time if not bad & {"method", "options"} and not any(
             n.startswith("options.") for n in bad) else False
         resolved["align"] = None if bad & {"align", "target"} else request.resolved_align()
+        scratch = cfg["prune"].get("scratch")
+        if scratch is not None:
+            from edgeprune.pruning.scratch import MODES
+
+            if scratch.strip().upper() not in MODES:
+                err("prune.scratch", f"must be \"E\" (the dense model's epochs) or \"B\" (the same training FLOPs), "
+                    f"got {scratch!r}")
+            if cfg["train"] is None:
+                err("prune.scratch", "needs a [train] section: Scratch-E/B retrain the plan's architecture from "
+                    "random initialisation with the dense model's schedule ([train].epochs, lr, batch_size, seed)")
+            if cfg["data"] is None:
+                err("prune.scratch", "needs a [data] section to train on")
 
     def _check_export():  # [export]
         from edgeprune.export.options import FORMATS, ExportOptions
@@ -430,7 +464,9 @@ def stop_after_epochs(cfg: PipelineConfig) -> dict[str, int]:
     if cfg["train"] is not None:
         stages["dense"] = int(cfg["train"]["epochs"])
     prune = cfg["prune"]
-    if cfg.resolved.get("training_time") and prune.get("epochs"):
+    if prune.get("scratch") is not None and cfg["train"] is not None:
+        stages["prune"] = int(cfg["train"]["epochs"])  # Scratch-E's epochs; Scratch-B trains at least as many
+    elif cfg.resolved.get("training_time") and prune.get("epochs"):
         stages["prune"] = int(prune["epochs"])
     elif not cfg.resolved.get("training_time") and (prune.get("finetune_epochs") or 0) > 0:
         stages["prune"] = int(prune["finetune_epochs"])

@@ -147,15 +147,32 @@ def stage_prune(ctx: Context, folder: Path) -> dict[str, Any] | None:
     from edgeprune.pruning.job import run_prune
 
     cfg = ctx.config
-    request = cfg.prune_request(folder, input_shape=ctx.shape())
-    result = run_prune(request, resume=ctx.resume, stop_after=ctx.stop_after.get("prune"), progress=ctx.progress,
-                       names=pipeline_name)
+    scratch = cfg["prune"].get("scratch")
+    if scratch is None:
+        request = cfg.prune_request(folder, input_shape=ctx.shape())
+        result = run_prune(request, resume=ctx.resume, stop_after=ctx.stop_after.get("prune"), progress=ctx.progress,
+                           names=pipeline_name)
+    else:  # the method makes the plan (in plan_source/), then Scratch-E/B trains its architecture afresh
+        source = folder / SCRATCH_SOURCE
+        request = cfg.prune_request(source, input_shape=ctx.shape(), dense=ctx.stage_dir("dense"))
+        if run_prune(request, resume=ctx.resume, progress=ctx.progress, names=pipeline_name) is None:
+            return None
+        ctx.echo(f"  {request.method} plan in {ctx.relative(source)}; Scratch-{scratch.strip().upper()} trains "
+                 "its architecture from random initialisation")
+        result = run_prune(cfg.scratch_request(folder, source, input_shape=ctx.shape()), resume=ctx.resume,
+                           stop_after=ctx.stop_after.get("prune"), progress=ctx.progress, names=pipeline_name)
     if result is None:
         return None
     r = result.report
     keys = ("method", "budget", "align", "flops_dense", "flops_pruned", "flops_ratio", "params_dense",
-            "params_pruned", "params_ratio", "accuracy", "test_samples", "parity_rel_diff")
-    return {k: r.get(k) for k in keys} | {"widths": list(result.plan.widths), "method_options": request.method_options}
+            "params_pruned", "params_ratio", "accuracy", "test_samples", "parity_rel_diff", "removed_blocks")
+    out = {k: r.get(k) for k in keys} | {"widths": list(result.plan.widths), "method_options": request.method_options}
+    if "scratch" in r:
+        out["scratch"] = {k: r["scratch"][k] for k in ("mode", "plan_method", "dense_epochs", "epochs", "formula")}
+    return out
+
+
+SCRATCH_SOURCE = "plan_source"  # inside the prune stage: the method's prune folder whose plan Scratch-E/B trains
 
 
 # ---- 3. export dense and pruned -------------------------------------------------------------

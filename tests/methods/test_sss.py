@@ -48,6 +48,7 @@ def full(setup):
     out = setup[0] / "full"
     result = _prune(out, setup, *ARGS)
     assert result.exit_code == 0, result.output
+    (setup[0] / "full_output.txt").write_text(result.output)
     return out
 
 
@@ -128,6 +129,9 @@ def test_prune_removes_blocks_and_meets_the_budget_with_parity(full):
     for name in report["removed_blocks"]:
         assert isinstance(saved.model.get_submodule(name), torch.nn.Identity)
     assert count_flops_params(saved.model, plan.input_shape)[0] == report["flops_pruned"]
+    console = (full.parent / "full_output.txt").read_text()  # the summary names what went
+    assert f"{len(report['removed_blocks'])} residual blocks removed (each now its shortcut): " \
+        f"{', '.join(report['removed_blocks'])}" in console
 
 
 def test_the_prune_folder_exports_to_onnx_with_parity(full, tmp_path):

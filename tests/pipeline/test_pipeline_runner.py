@@ -128,3 +128,52 @@ def test_crsfp_with_options_reuses_the_dense_stage(tiny_run, tmp_path):
     assert outcome.report["pruning"]["options"] == {"consistency_lambda": 0.5}
     plan_run = json.loads((out / "prune" / "metrics.json").read_text())
     assert plan_run["method"] == "crsfp" and plan_run["method_options"] == {"consistency_lambda": 0.5}
+
+
+def test_scratch_b_retrains_the_methods_plan_from_random_init_and_resumes(tiny_run, tmp_path):
+    """prune.scratch = "B": [prune]'s method makes the plan (prune/plan_source/), then its
+    architecture trains from random init for [train]'s epochs x dense/pruned FLOPs; the stage
+    exports and checks as any other, and a stopped run resumes to the same weights."""
+    import torch
+
+    config, out = _copy(tiny_run, tmp_path)
+    text = config.read_text().replace('method = "dtp"', 'method = "l1"').replace("epochs = 2\nbatch_size = 32\n\n[export]",
+                                                                                 'batch_size = 32\nscratch = "B"\n[export]')
+    config.write_text(text.replace('budget = "flops=0.5"\nepochs = 2', 'budget = "flops=0.5"'))
+    cfg = load_config(config)
+    assert cfg["prune"]["scratch"] == "B"
+    outcome = _run(config, out)
+    assert outcome.complete and statuses(outcome)["dense"] == "skipped" and statuses(outcome)["prune"] == "ran"
+    report = json.loads((out / "prune" / "report.json").read_text())
+    source = json.loads((out / "prune" / "plan_source" / "report.json").read_text())
+    assert report["method"] == "scratch-B" and report["scratch"]["plan_method"] == "l1"
+    assert report["scratch"]["dense_epochs"] == 2 and report["scratch"]["epochs"] == 4  # 2 x ~2.0
+    assert (out / "prune" / "plan.json").read_text() == (out / "prune" / "plan_source" / "plan.json").read_text()
+    assert report["flops_pruned"] == source["flops_pruned"]
+    stage = json.loads((out / "prune" / "stage.json").read_text())["result"]
+    assert stage["scratch"]["mode"] == "B" and stage["scratch"]["epochs"] == 4
+    assert json.loads((out / "export" / "stage.json").read_text())["result"]  # exported the scratch model
+
+    stopped_config, stopped_out = _copy(tiny_run, tmp_path / "stopped")
+    stopped_config.write_text(config.read_text())
+    first = _run(stopped_config, stopped_out, stop_after={"prune": 1})
+    assert not first.complete and statuses(first)["prune"] == "stopped"
+    resumed = _run(stopped_config, stopped_out, resume=True)
+    assert resumed.complete and statuses(resumed)["prune"] == "resumed"
+    a = torch.load(out / "prune" / "model.pt", weights_only=True)
+    b = torch.load(stopped_out / "prune" / "model.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bad_scratch_settings_are_named(tiny_run, tmp_path):
+    config, _ = _copy(tiny_run, tmp_path)
+    from edgeprune.pipeline import PipelineConfigError
+
+    text = config.read_text().replace('method = "dtp"', 'method = "l1"\nscratch = "C"').replace(
+        'budget = "flops=0.5"\nepochs = 2', 'budget = "flops=0.5"')
+    config.write_text(text)
+    with pytest.raises(PipelineConfigError, match=r'prune.scratch: must be "E" .* or "B"'):
+        load_config(config)
+    config.write_text(text.replace('scratch = "C"', 'scratch = "E"').replace("[train]\nepochs = 2\nbatch_size = 32\nseed = 0\n", ""))
+    with pytest.raises(PipelineConfigError, match=r"prune.scratch: needs a \[train\] section"):
+        load_config(config)
