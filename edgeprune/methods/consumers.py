@@ -148,7 +148,7 @@ def sample(model: nn.Module, consumers: dict[str, Consumer], batches: Iterable[t
 def output_energy(module: nn.Module, gram: torch.Tensor) -> float:
     """sum |W x|^2 over the sampled rows: trace(W A W^T)."""
     w = _weight(module).reshape(module.weight.shape[0], -1)
-    return float(torch.einsum("od,de,oe->", w, gram, w))
+    return float(((w @ gram) * w).sum())
 
 
 def group_gram(model: nn.Module, consumers: dict[str, Consumer], group_index: int, size: int) -> np.ndarray | None:
@@ -156,7 +156,7 @@ def group_gram(model: nn.Module, consumers: dict[str, Consumer], group_index: in
     None if no consumer of the group was sampled."""
     total, any_ = torch.zeros(size, size, dtype=torch.float64), False
     for c in consumers.values():
-        if c.skip or c.gram is None:
+        if c.skip or c.gram is None or all(g != group_index for g, _, _ in c.parts):
             continue
         module = model.get_submodule(c.name)
         w = _weight(module)  # (O, P, K)
@@ -168,7 +168,8 @@ def group_gram(model: nn.Module, consumers: dict[str, Consumer], group_index: in
                 continue
             wg = w[:, pos, :]  # (O, L, K)
             ag = a[pos][:, :, pos]  # (L, K, L, K)
-            gc = torch.einsum("olk,lkmj,omj->lm", wg, ag, wg)  # (L, L)
+            flat = wg.reshape(o, -1)  # sum_o W[o,l,k] W[o,m,j] as one matmul, then weighted by A:
+            gc = ((flat.T @ flat).reshape(ag.shape) * ag).sum(dim=(1, 3))  # (L, L), = einsum olk,lkmj,omj->lm
             onehot = torch.zeros(len(pos), size, dtype=torch.float64)
             onehot[torch.arange(len(pos)), roots] = 1.0
             total += onehot.T @ gc @ onehot / max(energy, 1e-300)
