@@ -7,6 +7,7 @@ from edgeprune.methods import slimming  # noqa: F401
 from edgeprune.methods import han  # noqa: F401
 from edgeprune.methods import sss  # noqa: F401
 from edgeprune.methods import resrep  # noqa: F401
+from edgeprune.methods import reprune  # noqa: F401
 from edgeprune.methods.base import (
     ImportanceMethod,
     available_methods,
