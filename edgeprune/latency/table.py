@@ -1,0 +1,285 @@
+"""Latency tables: operators timed on a target's runtime at the widths the allocator may choose.
+
+    table = build_table(layers, load_target("x86-ort-1t"), step=16, points=8)
+    table.save("resnet18.x86-ort-1t.latency.json")
+    table.predict(layer.signature, 96, 128, full=(128, 256))      # ms, interpolated
+
+What is measured, per layer (signature + its full input / output channels ``(C_in, C_out)``):
+two sweeps, ``(C_in, w)`` for the output widths ``w`` and ``(w, C_out)`` for the input widths,
+on a bounded grid (`width_grid`: multiples of ``step`` from the allocator's floor, at most
+``points`` of them, and the full width); a depthwise conv has one width, swept once. Between
+the points, latency is interpolated linearly; away from the sweeps it is the separable
+product ``t(a, b) = t(a, C_out) x t(C_in, b) / t(C_in, C_out)``. Each layer also times
+``checks`` points off the sweeps (both widths reduced) and stores the relative error of the
+prediction there: the table's stated error (`LatencyTable.errors`).
+
+Tables are JSON keyed by the operator signature (`OpSignature.key`), with the machine (CPU
+model, ISA flags, usable cores), the runtime and its version and the target's settings; the
+points of one signature are shared by every layer and model that has it, and `build_table`
+with ``existing=`` measures only the points not yet in it. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from edgeprune.errors import EdgepruneError
+from edgeprune.latency.ops import OpSignature, graph_bytes
+
+SCHEMA = "edgeprune.latency_table/1"
+MIN_KEEP = 0.2  # the allocator's default floor: narrower widths are never chosen
+
+
+class LatencyTableError(EdgepruneError):
+    """A table that cannot be read, belongs to another machine or runtime, or lacks a layer."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A layer to time: its name (for reports), signature, full channel counts, and which of
+    them pruning can change (only those are swept: an image's 3 input channels are not)."""
+
+    name: str
+    signature: OpSignature
+    cin: int
+    cout: int
+    sweep_in: bool = True
+    sweep_out: bool = True
+
+
+def width_grid(full: int, step: int, points: int, min_keep: float = MIN_KEEP) -> list[int]:
+    """Widths to measure for a ``full``-wide dimension: multiples of ``step`` from the floor
+    ``ceil(min_keep x full)`` up, thinned evenly to at most ``points`` (the smallest kept), and
+    ``full`` itself."""
+    floor = max(1, math.ceil(min_keep * full - 1e-9))
+    widths = [w for w in range(step, full, step) if w >= floor] or [min(full, max(floor, 1))]
+    if len(widths) >= points:
+        idx = np.unique(np.round(np.linspace(0, len(widths) - 1, max(1, points - 1))).astype(int))
+        widths = [widths[i] for i in idx]
+    return sorted(set(widths) | {full})
+
+
+def _interp(points: dict[int, float], w: float) -> float:
+    xs = sorted(points)
+    if w <= xs[0]:  # below the grid: proportional to width from the first point (never chosen)
+        return points[xs[0]] * w / xs[0]
+    return float(np.interp(w, xs, [points[x] for x in xs]))
+
+
+@dataclass
+class LatencyTable:
+    """Measured points ``entries[key] = {"signature": ..., "points": {"cin,cout": ms}}`` and
+    where they were measured (``machine``, ``runtime``, ``target``)."""
+
+    target: str
+    machine: dict[str, Any]
+    runtime: dict[str, Any]
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    layers: list[dict[str, Any]] = field(default_factory=list)  # the layers last built for, with check errors
+    settings: dict[str, Any] = field(default_factory=dict)  # step, points, runs, warmup
+    build_s: float = 0.0
+    timed: int = 0  # operators timed by the last build (points + checks)
+
+    # ---- reading points ----------------------------------------------------------------------
+
+    def _points(self, sig: OpSignature) -> dict[tuple[int, int], float]:
+        entry = self.entries.get(sig.key())
+        if entry is None:
+            raise LatencyTableError(f"the latency table has no operator {sig.key()!r}; build it for this model "
+                                    "(edgeprune latency-table MODEL --target T --table FILE adds what is missing)")
+        return {tuple(int(v) for v in k.split(",")): float(ms) for k, ms in entry["points"].items()}
+
+    def measured(self, sig: OpSignature, cin: int, cout: int) -> float | None:
+        return self._points(sig).get((int(cin), int(cout)))
+
+    def predict(self, sig: OpSignature, cin: float, cout: float, full: tuple[int, int]) -> float:
+        """Milliseconds of ``sig`` at ``cin -> cout`` channels, for a layer whose full channels are
+        ``full`` (whose sweeps the prediction uses); see the module docstring."""
+        pts = self._points(sig)
+        c_in, c_out = int(full[0]), int(full[1])
+        if sig.depthwise:
+            line = {a: ms for (a, b), ms in pts.items() if a == b}
+            return _interp(line, cout)
+        if (c_in, c_out) not in pts:
+            raise LatencyTableError(f"the latency table has no sweep of {sig.key()!r} at {c_in} -> {c_out} channels")
+        out_line = {b: ms for (a, b), ms in pts.items() if a == c_in}  # at least the full point
+        in_line = {a: ms for (a, b), ms in pts.items() if b == c_out}
+        if float(cin).is_integer() and float(cout).is_integer() and (int(cin), int(cout)) in pts:
+            return pts[(int(cin), int(cout))]  # a measured point
+        return _interp(in_line, cin) * _interp(out_line, cout) / pts[(c_in, c_out)]
+
+    def errors(self) -> list[float]:
+        """Relative prediction errors at the off-sweep check points of the last build."""
+        return [c["rel_error"] for layer in self.layers for c in layer.get("checks", [])]
+
+    # ---- files -------------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "target": self.target, "machine": self.machine, "runtime": self.runtime,
+                "settings": self.settings, "build_s": self.build_s, "layers": self.layers, "entries": self.entries}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        from edgeprune.files.atomic import write_json
+
+        return write_json(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "LatencyTable":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise LatencyTableError(f"{path}: cannot read the latency table: {err}") from None
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise LatencyTableError(f"{path}: not a latency table (schema {SCHEMA!r} expected)")
+        return cls(target=data["target"], machine=data["machine"], runtime=data["runtime"],
+                   entries=data["entries"], layers=data.get("layers", []), settings=data.get("settings", {}),
+                   build_s=float(data.get("build_s", 0.0)))
+
+    def check_same_place(self, machine: dict[str, Any], runtime: dict[str, Any], where: str) -> None:
+        """LatencyTableError unless this table was measured on the same CPU, ISA, runtime and settings."""
+        keys_m, keys_r = ("cpu", "isa", "usable_cores"), ("runtime", "runtime_version", "settings")
+        mine = ({k: self.machine.get(k) for k in keys_m}, {k: self.runtime.get(k) for k in keys_r})
+        theirs = ({k: machine.get(k) for k in keys_m}, {k: runtime.get(k) for k in keys_r})
+        if mine != theirs:
+            raise LatencyTableError(f"{where}: measured on {mine}, not on this machine and runtime {theirs}; "
+                                    "latency tables do not travel: build one here")
+
+
+# ---- building -------------------------------------------------------------------------------
+
+
+def layer_points(layer: Layer, step: int, points: int) -> list[tuple[int, int]]:
+    """The (cin, cout) points to measure for one layer: its two sweeps (one for depthwise)."""
+    if layer.signature.depthwise:
+        return [(w, w) for w in width_grid(layer.cout, step, points)] if layer.sweep_out else [(layer.cin, layer.cout)]
+    out = [(layer.cin, layer.cout)]
+    out += [(layer.cin, w) for w in width_grid(layer.cout, step, points)] if layer.sweep_out else []
+    out += [(w, layer.cout) for w in width_grid(layer.cin, step, points)] if layer.sweep_in else []
+    return sorted(set(out))
+
+
+def check_points(layer: Layer, step: int, points: int, count: int) -> list[tuple[int, int]]:
+    """Off-sweep points (both widths reduced) where the prediction is checked."""
+    if layer.signature.depthwise or count <= 0 or not (layer.sweep_in and layer.sweep_out):
+        return []
+    gi, go = width_grid(layer.cin, step, points)[:-1], width_grid(layer.cout, step, points)[:-1]
+    if not gi or not go:
+        return []
+    picks = np.linspace(0, 1, count + 2)[1:-1]
+    return sorted({(gi[int(round(p * (len(gi) - 1)))], go[int(round(p * (len(go) - 1)))]) for p in picks})
+
+
+def time_op(sig: OpSignature, cin: int, cout: int, target, runs: int, warmup: int, folder: str) -> float:
+    """Median milliseconds of one operator on ``target``'s runtime and settings."""
+    from edgeprune.profile.timing import make_input_pool, time_calls
+    from edgeprune.runtime import open_runner
+
+    path = Path(folder) / f"op_{abs(hash((sig.key(), cin, cout))) % 10**12}.onnx"
+    path.write_bytes(graph_bytes(sig, cin, cout))
+    runner = open_runner(path, target.runtime.name, settings=target.runtime.settings)
+    try:
+        pool = make_input_pool(runner.inputs, 2)
+        samples = time_calls([runner.run], pool, runs, warmup)[0]
+    finally:
+        runner.close()
+        path.unlink(missing_ok=True)
+    return float(np.median(samples))
+
+
+def place(target) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(machine, runtime) fingerprints: where a table's numbers hold."""
+    from edgeprune.profile.machine import machine_info
+    from edgeprune.runtime import open_runner
+
+    machine = {k: v for k, v in machine_info().items() if k in ("cpu", "isa", "usable_cores", "arch", "os")}
+    sig = OpSignature("gemm", relu=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "probe.onnx"
+        path.write_bytes(graph_bytes(sig, 8, 8))
+        runner = open_runner(path, target.runtime.name, settings=target.runtime.settings)
+        try:
+            d = runner.describe()
+        finally:
+            runner.close()
+    runtime = {k: d.get(k) for k in ("runtime", "runtime_version", "device", "threads", "settings")}
+    return machine, runtime
+
+
+def build_table(
+    layers: Sequence[Layer],
+    target,
+    *,
+    step: int = 16,
+    points: int = 8,
+    checks: int = 2,
+    runs: int = 30,
+    warmup: int = 5,
+    existing: LatencyTable | None = None,
+    progress: bool = False,
+) -> LatencyTable:
+    """Measure what ``layers`` need on ``target`` (points already in ``existing`` are kept,
+    after checking it was measured here), then time the check points."""
+    start = time.perf_counter()
+    machine, runtime = place(target)
+    if existing is not None:
+        existing.check_same_place(machine, runtime, "--table")
+        table = existing
+    else:
+        table = LatencyTable(target=target.name, machine=machine, runtime=runtime)
+    table.settings = {"step": step, "points": points, "checks": checks, "runs": runs, "warmup": warmup}
+    todo: list[tuple[OpSignature, int, int]] = []
+    for layer in layers:
+        entry = table.entries.setdefault(layer.signature.key(), {"signature": layer.signature.to_json(), "points": {}})
+        for a, b in layer_points(layer, step, points):
+            if f"{a},{b}" not in entry["points"] and (layer.signature, a, b) not in todo:
+                todo.append((layer.signature, a, b))
+    check_todo = [(layer, pt) for layer in layers for pt in check_points(layer, step, points, checks)]
+    from edgeprune.profile.timing import progress_bar
+
+    bar = progress_bar(len(todo) + len(check_todo), "latency table", progress)
+    with tempfile.TemporaryDirectory() as tmp:
+        for sig, a, b in todo:
+            table.entries[sig.key()]["points"][f"{a},{b}"] = time_op(sig, a, b, target, runs, warmup, tmp)
+            bar.update(1)
+        checked: dict[str, list[dict[str, Any]]] = {}
+        for layer, (a, b) in check_todo:
+            measured = time_op(layer.signature, a, b, target, runs, warmup, tmp)
+            predicted = table.predict(layer.signature, a, b, (layer.cin, layer.cout))
+            checked.setdefault(layer.name, []).append(
+                {"cin": a, "cout": b, "measured_ms": measured, "predicted_ms": predicted,
+                 "rel_error": abs(predicted - measured) / measured})
+            bar.update(1)
+    bar.close()
+    table.layers = [{"name": layer.name, "signature": layer.signature.to_json(), "cin": layer.cin,
+                     "cout": layer.cout, "sweep_in": layer.sweep_in, "sweep_out": layer.sweep_out,
+                     "dense_ms": table.predict(layer.signature, layer.cin, layer.cout, (layer.cin, layer.cout)),
+                     "checks": checked.get(layer.name, [])} for layer in layers]
+    table.build_s = round(time.perf_counter() - start, 3)
+    table.timed = len(todo) + len(check_todo)
+    return table
+
+
+def summary(table: LatencyTable) -> dict[str, Any]:
+    """Numbers for the console and reports: sizes, the dense layers' sum, the check errors."""
+    errors = table.errors()
+    return {"target": table.target, "operators": len(table.entries),
+            "points": sum(len(e["points"]) for e in table.entries.values()), "layers": len(table.layers),
+            "layers_dense_ms": sum(layer["dense_ms"] for layer in table.layers),
+            "check_points": len(errors), "check_error_median": float(np.median(errors)) if errors else None,
+            "check_error_max": max(errors) if errors else None, "build_s": table.build_s}
+
+
+def iter_layers(data: Iterable[dict[str, Any]]) -> list[Layer]:
+    """Layers from their JSON form (``{"name", "signature", "cin", "cout"}``)."""
+    return [Layer(d["name"], OpSignature.from_json(d["signature"]), int(d["cin"]), int(d["cout"]),
+                  bool(d.get("sweep_in", True)), bool(d.get("sweep_out", True))) for d in data]
