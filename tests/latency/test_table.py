@@ -89,6 +89,6 @@ def test_cli_builds_a_table_then_reuses_its_points(tmp_path):
     points = sum(len(e["points"]) for e in data["entries"].values())
     print(f"\n{first.output}")
     assert checks > 0 and f"{points} points in the table" in first.output
-    second = CliRunner().invoke(main, [*args[:-3], "0", "--no-progress"])  # --checks 0: nothing new to time
+    second = CliRunner().invoke(main, [*args[:-3], "--checks", "0", "--no-progress"])  # --checks 0: nothing new to time
     assert second.exit_code == 0, second.output
     assert f"{points} points in the table; 0 timed now" in second.output
