@@ -173,9 +173,11 @@ def table(root: Path) -> str:
     rows: dict[str, list[dict]] = {}
     seeds = []
     for path in sorted(root.glob("seed*/results.json")):
-        seeds.append(path.parent.name[len("seed"):])
+        seed = path.parent.name[len("seed"):]
+        seeds.append(seed)
         for method, r in json.loads(path.read_text()).items():
-            rows.setdefault("crsfp" if method == "crsfp_lambda1" else method, []).append(r)
+            rows.setdefault("crsfp" if method == "crsfp_lambda1" else method, []).append({**r, "seed": seed})
+    l1_by_seed = {r["seed"]: 100 * r["accuracy"] for r in rows.get("l1", [])}
     d, p = schedule["dense_epochs"], schedule["prune_epochs"]
     lines = [
         f"Fashion-MNIST, {SPEC}, budget {schedule['budget']} (align {schedule['align']}); every row trains "
@@ -183,8 +185,8 @@ def table(root: Path) -> str:
         f"train subset {schedule['train_subset'] or 60000}, test {schedule['test_subset'] or 10000} images; "
         f"seeds {', '.join(seeds)}",
         "",
-        "| method | FLOPs kept | params kept | top-1 % mean ± std | per seed | seeds |",
-        "|---|---|---|---|---|---|",
+        "| method | FLOPs kept | params kept | top-1 % mean ± std | minus l1 + fine-tune, same seed | per seed | seeds |",
+        "|---|---|---|---|---|---|---|",
     ]
     lams = sorted({float(k[len("crsfp_lambda"):]) for k in rows if k.startswith("crsfp_lambda")})
     for method in [*METHODS, *(crsfp_key(lam) for lam in lams)]:
@@ -200,9 +202,12 @@ def table(root: Path) -> str:
             label += f", {rs[0]['epochs']} epochs"
         elif rs[0].get("removed_blocks"):
             label += f", {statistics.mean(len(r['removed_blocks']) for r in rs):g} blocks removed"
+        diffs = [100 * r["accuracy"] - l1_by_seed[r["seed"]] for r in rs if r["seed"] in l1_by_seed]
+        paired = "—" if method == "l1" or len(diffs) < 2 else \
+            f"{statistics.mean(diffs):+.2f} ± {statistics.stdev(diffs):.2f}"
         lines.append(f"| {label} | {statistics.mean(r['flops_ratio'] for r in rs):.3f} | "
                      f"{statistics.mean(r['params_ratio'] for r in rs):.3f} | {statistics.mean(accs):.2f} ± {std:.2f} | "
-                     f"{' / '.join(f'{a:.2f}' for a in accs)} | {len(accs)} |")
+                     f"{paired} | {' / '.join(f'{a:.2f}' for a in accs)} | {len(accs)} |")
     return "\n".join(lines)
 
 

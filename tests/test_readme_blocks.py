@@ -35,6 +35,7 @@ SHRINK = [
     (r"^(edgeprune profile .*)$", r"\1 --runs 3 --warmup 1"),
     (r"^(edgeprune compare .*)$", r"\1 --rounds 3 --warmup 1 --no-progress"),
     (r"^(edgeprune eval .*)$", r"\1 --test-subset 256"),
+    (r"^(edgeprune latency-table .*)$", r"\1 --points 2 --runs 2 --warmup 0 --checks 0 --no-progress"),
     (r"\.venv/bin/edgeprune", str(BIN / "edgeprune")),
     (r"^torchrun ", f"{BIN / 'torchrun'} "),
 ]

@@ -169,8 +169,8 @@ def test_resume_gives_the_same_plan_weights_and_report(tmp_path):
 
 @pytest.mark.parametrize("spec", ["torchvision:resnet18(num_classes=2)", "torchvision:mobilenet_v2(num_classes=2)"])
 def test_torchvision_models_prune_to_the_budget_and_export(spec, tmp_path):
-    folder = foolbox_folder(tmp_path / "images")
-    data = ["--data", str(folder), "--input-shape", "1x3x64x64", "--batch-size", "10", "--align", "1",
+    folder = foolbox_folder(tmp_path / "images", size=32)
+    data = ["--data", str(folder), "--input-shape", "1x3x32x32", "--batch-size", "10", "--align", "1",
             "--no-progress", "--option", "rounds=2", "--option", "begin=0", "--option", "end=0.5"]
     run = _prune(tmp_path / "r", "--epochs", "1", model=spec, data=data)
     assert run.exit_code == 0, run.output
