@@ -24,8 +24,8 @@ ResNet-specific):
   the forgotten rows only is the decoupling the paper argues for, and keeps the remembered
   rows' training exactly the task's.) Compactors train with the network's SGD (momentum,
   no weight decay, ``lr x lr_scale``).
-* **Progressive selection**: ``rounds`` selections at evenly spaced steps from ``begin`` to
-  ``end`` (fractions of the training steps). Round k of K allocates widths under the budget
+* **Progressive selection**: ``rounds`` selections at evenly spaced steps from ``begin`` (0.1)
+  to ``end`` (0.5) (fractions of the training steps). Round k of K allocates widths under the budget
   moved k/K of the way from dense to the target (``flops=1 - (1 - F) k / K``; ``ratio=R k / K``)
   by the core allocator (``--align``, ``--min-keep``) on the compactor row norms, and forgets
   the smallest rows of each group beyond those widths. Channels already forgotten score 0, so
@@ -33,11 +33,16 @@ ResNet-specific):
   more width than it has remembered channels). The last round uses the target itself, so the
   final widths are exact.
 * ``lasso = "auto"`` (default): a row forgotten at step t gets its own strength
-  ``|q| / sum_s lr_s (1 - mu^(s - t + 1)) / (1 - mu)`` over the remaining steps s: how far a
-  constant unit gradient moves it under SGD momentum mu, so that the row (whose penalty
-  gradient keeps its direction: it gets no task gradient) arrives at zero at the end of
-  training, without the overshoot a shared strength gives rows forgotten earlier. A number
-  (e.g. the paper's 1e-4, which fits long schedules) is the one strength of every row. The forgotten rows are set to exactly 0 at the end and the largest
+  ``|q| / sum_s lr_s (1 - mu^(s - t + 1)) / (1 - mu)`` over the steps s from t to ``settle``
+  (0.8) of training: how far a constant unit gradient moves it under SGD momentum mu, so that
+  the row (whose penalty gradient keeps its direction: it gets no task gradient) arrives at
+  zero by then, without the overshoot a shared strength gives rows forgotten earlier. A number
+  (e.g. the paper's 1e-4, which fits long schedules) is the one strength of every row.
+* A forgotten row that arrives (its norm under 1% of its start, or past zero) is set to exactly
+  0 and held there, momentum included (``resrep_at_zero`` per epoch). The last part of training
+  then runs on the pruned network itself, so that the weights and the BatchNorm running
+  statistics settle on it: arriving at zero only at the last step left eval-mode accuracy far
+  below training-mode accuracy (the statistics lagged the shrinking rows; README benchmark). The forgotten rows are set to exactly 0 at the end and the largest
   norm they still had is reported (``forgotten_norm_max``).
 * **Merge**: the compactors are merged into the model (the original architecture); the merged
   model is compared with the compactor model on a probe batch (``merge_rel_diff``, refused above
@@ -65,12 +70,15 @@ MERGE_RTOL = 1e-5
 @dataclass(frozen=True)
 class ResRepConfig:
     """``lasso``: the penalty strength ("auto" or a number >= 0); ``rounds``: selections;
-    ``begin``/``end``: fractions of the training steps of the first and last selection."""
+    ``begin``/``end``: fractions of the training steps of the first and last selection;
+    ``settle``: the fraction by which "auto" brings the forgotten rows to zero (the rest of
+    training runs with them at 0)."""
 
     lasso: float | str = "auto"
     rounds: int = 8
     begin: float = 0.1
-    end: float = 0.6
+    end: float = 0.5
+    settle: float = 0.8
 
     def __post_init__(self) -> None:
         if self.lasso != "auto" and (isinstance(self.lasso, bool) or not isinstance(self.lasso, (int, float))
@@ -84,6 +92,9 @@ class ResRepConfig:
                 raise MethodError(f"resrep: {key} must be a fraction of the training steps in [0, 1), got {value!r}")
         if self.begin > self.end:
             raise MethodError(f"resrep: begin ({self.begin}) must not come after end ({self.end})")
+        s = self.settle
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not self.end <= s <= 1:
+            raise MethodError(f"resrep: settle must be a fraction of the training steps in [end, 1], got {s!r}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +109,8 @@ class Compactor:
         self.param = nn.Parameter(torch.eye(size) if full else torch.ones(size))
         self.forgotten = torch.zeros(size, dtype=torch.bool)
         self.strength = torch.zeros(size)  # the penalty strength of each forgotten row
+        self.dead = torch.zeros(size, dtype=torch.bool)  # forgotten rows that reached 0: held there
+        self.anchor = self.param.detach().clone()  # each row as it was when forgotten
 
     def norms(self) -> torch.Tensor:
         q = self.param.detach()
@@ -199,6 +212,7 @@ class ResRep(MethodBase):
         total = trainer.total_steps
         self._lrs = [lr_at(trainer.config, s, total) * self.lr_scale for s in range(total)]
         self._momentum = trainer.config.momentum
+        self._optimizer = trainer.optimizer
 
     # ---- progressive selection -----------------------------------------------------------------
 
@@ -238,18 +252,46 @@ class ResRep(MethodBase):
         if self.config.lasso == "auto" and self._lrs is not None:
             # how far a constant unit gradient moves a row under SGD momentum by the last step
             mu = self._momentum
-            reach = sum(lr * (1.0 - mu ** (i + 1)) / (1.0 - mu) for i, lr in enumerate(self._lrs[step:])) or 1e-12
+            settle = max(step + 1, int(self.config.settle * len(self._lrs)))  # arrive by then
+            reach = sum(lr * (1.0 - mu ** (i + 1)) / (1.0 - mu) for i, lr in enumerate(self._lrs[step:settle])) or 1e-12
         for c, kept in zip(self.compactors, select_kept(norms, widths)):
             was = c.forgotten
             c.forgotten = torch.ones(len(c.forgotten), dtype=torch.bool)
             c.forgotten[list(kept)] = False
             new = c.forgotten & ~was
+            with torch.no_grad():
+                c.anchor[new] = c.param.detach()[new]
+            c.dead &= c.forgotten  # a row the allocator gives back trains again (from 0)
             if self.config.lasso == "auto":  # each newly forgotten row: the strength that zeroes it by the end
                 c.strength[new] = c.norms()[new].float() / reach
             else:
                 c.strength[new] = self.lasso
             c.strength[~c.forgotten] = 0.0
         self.round_widths.append([int(w) for w in widths])
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        """A forgotten row that reached zero (its norm below 1% of where it started, or past zero:
+        pointing against its starting direction) is set to exactly 0 and held there (its
+        momentum too), instead of oscillating around 0 for the rest of training."""
+        for c in self.compactors:
+            moving = c.forgotten & ~c.dead
+            if not bool(moving.any()):
+                continue
+            q, a = c.param[moving], c.anchor[moving]
+            if c.full:
+                dot, start, now = (q * a).sum(dim=1), a.norm(dim=1), q.norm(dim=1)
+            else:
+                dot, start, now = q * a, a.abs(), q.abs()
+            arrived = (dot <= 0) | (now <= 0.01 * start)
+            if not bool(arrived.any()):
+                continue
+            rows = torch.nonzero(moving).flatten()[arrived]
+            c.param[rows] = 0.0
+            state = self._optimizer.state.get(c.param, {}) if getattr(self, "_optimizer", None) else {}
+            if state.get("momentum_buffer") is not None:
+                state["momentum_buffer"][rows] = 0.0
+            c.dead[rows] = True
 
     def on_step(self, loss: torch.Tensor) -> torch.Tensor:
         if not any(bool(c.forgotten.any()) for c in self.compactors):
@@ -264,6 +306,7 @@ class ResRep(MethodBase):
 
     def on_epoch_end(self, epoch: int) -> dict[str, float]:
         record = {"resrep_forgotten": float(sum(int(c.forgotten.sum()) for c in self.compactors)),
+                  "resrep_at_zero": float(sum(int(c.dead.sum()) for c in self.compactors)),
                   "resrep_forgotten_norm": self.forgotten_norm(), "resrep_lasso_max": self.lasso_max()}
         self.history.append(record)
         return record
@@ -327,16 +370,19 @@ class ResRep(MethodBase):
                 "round_widths": [list(w) for w in self.round_widths], "history": list(self.history),
                 "compactors": [c.param.detach().clone() for c in self.compactors],
                 "forgotten": [c.forgotten.clone() for c in self.compactors],
-                "strength": [c.strength.clone() for c in self.compactors]}
+                "strength": [c.strength.clone() for c in self.compactors],
+                "dead": [c.dead.clone() for c in self.compactors],
+                "anchor": [c.anchor.clone() for c in self.compactors]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if list(state["widths"]) != list(self.widths) or len(state["compactors"]) != len(self.compactors):
             raise MethodError("the resrep state was made for another run (budget, --align or model differ): "
                               f"widths {state['widths']} vs {self.widths}")
         with torch.no_grad():
-            for c, q, f, w in zip(self.compactors, state["compactors"], state["forgotten"], state["strength"]):
-                c.param.copy_(q)
-                c.forgotten, c.strength = f.clone().bool(), w.clone().float()
+            for i, c in enumerate(self.compactors):
+                c.param.copy_(state["compactors"][i])
+                c.forgotten, c.strength = state["forgotten"][i].clone().bool(), state["strength"][i].clone().float()
+                c.dead, c.anchor = state["dead"][i].clone().bool(), state["anchor"][i].clone()
         self.rounds_done, self.lasso = int(state["rounds_done"]), float(state["lasso"])
         self.round_widths = [list(w) for w in state["round_widths"]]
         self.history = list(state["history"])

@@ -49,7 +49,7 @@ def test_config_round_trips_and_bad_options_are_named():
     assert get_method("resrep").config.lasso == "auto"
     for bad, message in (({"lasso": -1}, "lasso must be"), ({"lasso": "big"}, "lasso must be"),
                          ({"rounds": 0}, "rounds must be a positive integer"), ({"begin": 1.0}, "begin must be"),
-                         ({"begin": 0.5, "end": 0.2}, "must not come after end")):
+                         ({"begin": 0.5, "end": 0.2}, "must not come after end"), ({"settle": 0.3}, "settle must be")):
         with pytest.raises(MethodError, match=message):
             get_method("resrep", **bad)
 
@@ -146,6 +146,8 @@ def test_forgotten_rows_go_to_zero_the_budget_is_met_and_the_folder_exports(tmp_
     assert WINDOW * 0.5 <= r["flops_ratio"] <= 0.5 and r["warnings"] == []
     assert rr["final_widths"] == [g["kept"] for g in r["groups"]] == rr["round_widths"][-1]
     assert norms[-1] < 0.25 * norms[1] and rr["forgotten_norm_max"] == norms[-1]  # identity rows start at 1
+    last = rr["per_epoch"][-1]
+    assert last["resrep_at_zero"] > 0 and norms[-1] == 0.0  # arrived rows are held at exactly 0
     assert rr["merge_rel_diff"] <= 1e-5 and r["parity_rel_diff"] <= 1e-4
     exported = CliRunner().invoke(main, ["export", str(tmp_path / "r"), "--format", "onnx",
                                          "--out", str(tmp_path / "export")])
