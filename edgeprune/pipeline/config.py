@@ -130,7 +130,6 @@ class PipelineConfig:
             seed=p.get("seed"), **data,
         )
 
-
     def scratch_request(self, out: Path, plan: Path, input_shape: tuple[int, ...] | None = None):
         """``prune.scratch = "E"|"B"``: the plan in ``plan`` (what [prune]'s method made) trained
         from random initialisation into ``out`` with [train]'s schedule (its epochs are the dense
