@@ -7,11 +7,22 @@
 What is measured, per layer (signature + its full input / output channels ``(C_in, C_out)``):
 two sweeps, ``(C_in, w)`` for the output widths ``w`` and ``(w, C_out)`` for the input widths,
 on a bounded grid (`width_grid`: multiples of ``step`` from the allocator's floor, at most
-``points`` of them, and the full width); a depthwise conv has one width, swept once. Between
-the points, latency is interpolated linearly; away from the sweeps it is the separable
-product ``t(a, b) = t(a, C_out) x t(C_in, b) / t(C_in, C_out)``. Each layer also times
+``points`` of them, and the full width), and the corner ``(a0, b0)`` of the two smallest grid
+widths; a depthwise conv has one width, swept once. Along a sweep latency is interpolated
+linearly (so measured steps stay steps); away from the sweeps
+
+    t(a, b) = t(a, C_out) + t(C_in, b) - t(C_in, C_out) + k (C_in - a)(C_out - b)
+
+with ``k`` fitted to the corner: exact for any cost ``c0 + c1 a + c2 b + c3 a b`` (fixed
+overhead, memory traffic in each width, and the multiply-accumulates), which a plain product
+of the sweeps is not (it overestimated a half-width 3x3 conv by 50% on resnet18's layer1). Each layer also times
 ``checks`` points off the sweeps (both widths reduced) and stores the relative error of the
-prediction there: the table's stated error (`LatencyTable.errors`).
+prediction there: the table's stated error (`LatencyTable.errors`). All points of one
+operator, checks included, are timed interleaved in one loop (`time_ops`): timed one after
+another, the machine's drift between them was larger than the curve (the same conv measured
+0.52 ms, then 0.75-0.84 ms, in two runs on a 2-vCPU VM). Absolute times in such a loop run
+above the in-model ones (each operator's weights leave the cache between its runs): a table
+gives each layer's latency curve; the model-level calibration is a separate, measured step.
 
 Tables are JSON keyed by the operator signature (`OpSignature.key`), with the machine (CPU
 model, ISA flags, usable cores), the runtime and its version and the target's settings; the
@@ -115,7 +126,13 @@ class LatencyTable:
         in_line = {a: ms for (a, b), ms in pts.items() if b == c_out}
         if float(cin).is_integer() and float(cout).is_integer() and (int(cin), int(cout)) in pts:
             return pts[(int(cin), int(cout))]  # a measured point
-        return _interp(in_line, cin) * _interp(out_line, cout) / pts[(c_in, c_out)]
+        full_ms = pts[(c_in, c_out)]
+        additive = _interp(in_line, cin) + _interp(out_line, cout) - full_ms
+        a0, b0 = min(in_line), min(out_line)
+        if a0 >= c_in or b0 >= c_out or (a0, b0) not in pts:  # no corner measured: the sweeps' product
+            return _interp(in_line, cin) * _interp(out_line, cout) / full_ms
+        k = (pts[(a0, b0)] - (in_line[a0] + out_line[b0] - full_ms)) / ((c_in - a0) * (c_out - b0))
+        return max(additive + k * (c_in - cin) * (c_out - cout), 1e-6)
 
     def errors(self) -> list[float]:
         """Relative prediction errors at the off-sweep check points of the last build."""
@@ -165,6 +182,8 @@ def layer_points(layer: Layer, step: int, points: int) -> list[tuple[int, int]]:
     out = [(layer.cin, layer.cout)]
     out += [(layer.cin, w) for w in width_grid(layer.cout, step, points)] if layer.sweep_out else []
     out += [(w, layer.cout) for w in width_grid(layer.cin, step, points)] if layer.sweep_in else []
+    if layer.sweep_in and layer.sweep_out:  # the corner that fits the a x b term
+        out.append((width_grid(layer.cin, step, points)[0], width_grid(layer.cout, step, points)[0]))
     return sorted(set(out))
 
 
@@ -179,21 +198,30 @@ def check_points(layer: Layer, step: int, points: int, count: int) -> list[tuple
     return sorted({(gi[int(round(p * (len(gi) - 1)))], go[int(round(p * (len(go) - 1)))]) for p in picks})
 
 
-def time_op(sig: OpSignature, cin: int, cout: int, target, runs: int, warmup: int, folder: str) -> float:
-    """Median milliseconds of one operator on ``target``'s runtime and settings."""
+def time_ops(sig: OpSignature, pairs: Sequence[tuple[int, int]], target, runs: int, warmup: int,
+             folder: str) -> list[float]:
+    """Median milliseconds of ``sig`` at each (cin, cout) of ``pairs`` on ``target``'s runtime and
+    settings, timed interleaved (one round runs every pair once), so that a slow spell of the
+    machine moves all of them alike instead of bending the curve between two points."""
     from edgeprune.profile.timing import make_input_pool, time_calls
     from edgeprune.runtime import open_runner
 
-    path = Path(folder) / f"op_{abs(hash((sig.key(), cin, cout))) % 10**12}.onnx"
-    path.write_bytes(graph_bytes(sig, cin, cout))
-    runner = open_runner(path, target.runtime.name, settings=target.runtime.settings)
+    runners, calls = [], []
     try:
-        pool = make_input_pool(runner.inputs, 2)
-        samples = time_calls([runner.run], pool, runs, warmup)[0]
+        for i, (cin, cout) in enumerate(pairs):
+            path = Path(folder) / f"op{i}.onnx"
+            path.write_bytes(graph_bytes(sig, cin, cout))
+            runner = open_runner(path, target.runtime.name, settings=target.runtime.settings)
+            runners.append(runner)
+            feeds = make_input_pool(runner.inputs, 1)[0]
+            calls.append(lambda _feeds, r=runner, f=feeds: r.run(f))
+        samples = time_calls(calls, [None], runs, warmup)
     finally:
-        runner.close()
-        path.unlink(missing_ok=True)
-    return float(np.median(samples))
+        for runner in runners:
+            runner.close()
+        for path in Path(folder).glob("op*.onnx"):
+            path.unlink(missing_ok=True)
+    return [float(np.median(s)) for s in samples]
 
 
 def place(target) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -237,27 +265,39 @@ def build_table(
     else:
         table = LatencyTable(target=target.name, machine=machine, runtime=runtime)
     table.settings = {"step": step, "points": points, "checks": checks, "runs": runs, "warmup": warmup}
-    todo: list[tuple[OpSignature, int, int]] = []
+    todo: dict[str, list[tuple[int, int]]] = {}  # signature key -> points to measure
+    signatures: dict[str, OpSignature] = {}
     for layer in layers:
-        entry = table.entries.setdefault(layer.signature.key(), {"signature": layer.signature.to_json(), "points": {}})
+        key = layer.signature.key()
+        signatures[key] = layer.signature
+        entry = table.entries.setdefault(key, {"signature": layer.signature.to_json(), "points": {}})
         for a, b in layer_points(layer, step, points):
-            if f"{a},{b}" not in entry["points"] and (layer.signature, a, b) not in todo:
-                todo.append((layer.signature, a, b))
-    check_todo = [(layer, pt) for layer in layers for pt in check_points(layer, step, points, checks)]
+            if f"{a},{b}" not in entry["points"] and (a, b) not in todo.setdefault(key, []):
+                todo[key].append((a, b))
+    checks_of: dict[str, list[tuple[Layer, tuple[int, int]]]] = {}
+    for layer in layers:
+        for pt in check_points(layer, step, points, checks):
+            checks_of.setdefault(layer.signature.key(), []).append((layer, pt))
     from edgeprune.profile.timing import progress_bar
 
-    bar = progress_bar(len(todo) + len(check_todo), "latency table", progress)
+    count = sum(len(v) for v in todo.values()) + sum(len(v) for v in checks_of.values())
+    bar = progress_bar(len(signatures), "latency table (operators)", progress)
+    checked: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for sig, a, b in todo:
-            table.entries[sig.key()]["points"][f"{a},{b}"] = time_op(sig, a, b, target, runs, warmup, tmp)
-            bar.update(1)
-        checked: dict[str, list[dict[str, Any]]] = {}
-        for layer, (a, b) in check_todo:
-            measured = time_op(layer.signature, a, b, target, runs, warmup, tmp)
-            predicted = table.predict(layer.signature, a, b, (layer.cin, layer.cout))
-            checked.setdefault(layer.name, []).append(
-                {"cin": a, "cout": b, "measured_ms": measured, "predicted_ms": predicted,
-                 "rel_error": abs(predicted - measured) / measured})
+        for key, sig in signatures.items():  # one interleaved loop per operator: its points and checks
+            pairs = todo.get(key, []) + [pt for _, pt in checks_of.get(key, [])]
+            if not pairs:
+                bar.update(1)
+                continue
+            measured = time_ops(sig, pairs, target, runs, warmup, tmp)
+            new = todo.get(key, [])
+            for (a, b), ms in zip(new, measured):
+                table.entries[key]["points"][f"{a},{b}"] = ms
+            for (layer, (a, b)), ms in zip(checks_of.get(key, []), measured[len(new):]):
+                predicted = table.predict(sig, a, b, (layer.cin, layer.cout))
+                checked.setdefault(layer.name, []).append(
+                    {"cin": a, "cout": b, "measured_ms": ms, "predicted_ms": predicted,
+                     "rel_error": abs(predicted - ms) / ms})
             bar.update(1)
     bar.close()
     table.layers = [{"name": layer.name, "signature": layer.signature.to_json(), "cin": layer.cin,
@@ -265,7 +305,7 @@ def build_table(
                      "dense_ms": table.predict(layer.signature, layer.cin, layer.cout, (layer.cin, layer.cout)),
                      "checks": checked.get(layer.name, [])} for layer in layers]
     table.build_s = round(time.perf_counter() - start, 3)
-    table.timed = len(todo) + len(check_todo)
+    table.timed = count
     return table
 
 

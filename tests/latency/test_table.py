@@ -32,14 +32,15 @@ def _table(fn, layer):
     return table
 
 
-def test_prediction_is_exact_for_separable_latency_and_measured_points_are_returned():
+def test_prediction_is_exact_for_overhead_plus_traffic_plus_macs_and_measured_points_are_returned():
     layer = Layer("conv", CONV, 256, 128)
-    fn = lambda a, b: 0.01 + 1e-4 * a * b  # noqa: E731 (bilinear: not separable, so the check has error)
-    sep = lambda a, b: (0.5 + a / 256) * (0.2 + b / 128)  # noqa: E731 (separable)
-    table = _table(sep, layer)
-    for a, b in [(112, 48), (160, 96), (200, 100)]:  # off the sweeps, between grid points too
-        assert table.predict(CONV, a, b, (256, 128)) == pytest.approx(sep(a, b), rel=1e-9)
+    fn = lambda a, b: 0.05 + 2e-2 * a + 3e-2 * b + 1e-5 * a * b  # noqa: E731 (c0 + c1 a + c2 b + c3 a b)
     table = _table(fn, layer)
+    for a, b in [(112, 48), (160, 96), (200, 100), (64, 32)]:  # off the sweeps, between grid points too
+        assert table.predict(CONV, a, b, (256, 128)) == pytest.approx(fn(a, b), rel=1e-9)
+    product = LatencyTable(target="t", machine={}, runtime={}, entries={CONV.key(): {"signature": {}, "points": {
+        k: v for k, v in table.entries[CONV.key()]["points"].items() if k != "64,32"}}})  # no corner: the product
+    assert product.predict(CONV, 112, 48, (256, 128)) / fn(112, 48) - 1 > 0.15  # traffic-heavy: off by ~20%
     for a, b in layer_points(layer, 16, 6):
         assert table.predict(CONV, a, b, (256, 128)) == fn(a, b)
     assert check_points(layer, 16, 6, 2) and all(a < 256 and b < 128 for a, b in check_points(layer, 16, 6, 2))
