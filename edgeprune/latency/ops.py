@@ -47,7 +47,6 @@ class OpSignature:
 
 def graph_bytes(sig: OpSignature, cin: int, cout: int, opset: int = 17) -> bytes:
     """The serialized ONNX model of one ``sig`` operator with ``cin`` -> ``cout`` channels, batch 1."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
