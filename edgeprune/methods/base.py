@@ -140,6 +140,27 @@ class MethodBase:
         return {}
 
 
+class RunBudget:
+    """For training-time methods that choose channels under the job's budget themselves
+    (slimming, sss, resrep): ``set_budget``, or the budget and alignment of the trainer's run
+    record (``run["budget"]``, ``run["align"]``, written by `edgeprune.train.jobs.prune_while_training`)."""
+
+    _budget = None
+    _align = 1
+
+    def set_budget(self, budget, align: int) -> None:
+        """The budget and alignment the selection is made under."""
+        self._budget, self._align = budget, int(align)
+
+    def budget_from_run(self, trainer) -> None:
+        """Take the run record's budget unless `set_budget` gave one."""
+        run = getattr(trainer, "run", {}) or {}
+        if self._budget is None and "budget" in run:
+            from edgeprune.pruning.budget import Budget
+
+            self.set_budget(Budget.from_text(run["budget"]), run.get("align", 1))
+
+
 _REGISTRY: dict[str, Callable[[], ImportanceMethod]] = {}
 
 

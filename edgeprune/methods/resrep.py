@@ -61,7 +61,7 @@ import torch
 from torch import nn
 
 from edgeprune.errors import MethodError
-from edgeprune.methods.base import MethodBase, register
+from edgeprune.methods.base import MethodBase, RunBudget, register
 from edgeprune.methods.magnitude import group_magnitude
 
 MERGE_RTOL = 1e-5
@@ -141,7 +141,7 @@ def apply(q: torch.Tensor, full: bool, output: torch.Tensor) -> torch.Tensor:
 
 
 @register("resrep")
-class ResRep(MethodBase):
+class ResRep(RunBudget, MethodBase):
     """Compactors trained with gradient resetting; merged into the original architecture."""
 
     config_class = ResRepConfig
@@ -149,7 +149,6 @@ class ResRep(MethodBase):
 
     def __init__(self, config: ResRepConfig | None = None) -> None:
         self.config = config or ResRepConfig()
-        self._budget, self._align = None, 1
         self._handles: list[Any] = []
         self._final: dict[str, Any] | None = None
         self.lasso = 0.0 if self.config.lasso == "auto" else float(self.config.lasso)
@@ -197,18 +196,10 @@ class ResRep(MethodBase):
     def parameters(self) -> list[nn.Parameter]:
         return [c.param for c in self.compactors]
 
-    def set_budget(self, budget, align: int) -> None:
-        """The budget and alignment the selections are made under."""
-        self._budget, self._align = budget, int(align)
-
     def on_train_start(self, trainer) -> None:
         from edgeprune.train.base import lr_at
 
-        run = getattr(trainer, "run", {}) or {}
-        if self._budget is None and "budget" in run:
-            from edgeprune.pruning.budget import Budget
-
-            self.set_budget(Budget.from_text(run["budget"]), run.get("align", 1))
+        self.budget_from_run(trainer)
         total = trainer.total_steps
         self._lrs = [lr_at(trainer.config, s, total) * self.lr_scale for s in range(total)]
         self._momentum = trainer.config.momentum

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from edgeprune.errors import MethodError
-from edgeprune.methods.base import MethodBase, register
+from edgeprune.methods.base import MethodBase, RunBudget, register
 from edgeprune.methods.magnitude import group_magnitude
 
 
@@ -50,7 +50,7 @@ class SlimmingConfig:
 
 
 @register("slimming")
-class Slimming(MethodBase):
+class Slimming(RunBudget, MethodBase):
     """L1 sparsity on BatchNorm scales while training; |gamma| selection under the budget at the end."""
 
     config_class = SlimmingConfig
@@ -59,8 +59,6 @@ class Slimming(MethodBase):
     def __init__(self, config: SlimmingConfig | None = None) -> None:
         self.config = config or SlimmingConfig()
         self.history: list[float] = []
-        self._budget = None
-        self._align = 1
 
     def scores(self, model, graph) -> list[np.ndarray]:
         if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
@@ -79,16 +77,8 @@ class Slimming(MethodBase):
         if not self._gammas:
             raise MethodError("method 'slimming' found no BatchNorm scale in the prunable groups (try l1)")
 
-    def set_budget(self, budget, align: int) -> None:
-        """The budget and alignment the final selection is made under."""
-        self._budget, self._align = budget, int(align)
-
     def on_train_start(self, trainer) -> None:
-        run = getattr(trainer, "run", {}) or {}
-        if self._budget is None and "budget" in run:
-            from edgeprune.pruning.budget import Budget
-
-            self.set_budget(Budget.from_text(run["budget"]), run.get("align", 1))
+        self.budget_from_run(trainer)
 
     def gamma_l1(self) -> float:
         with torch.no_grad():

@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from edgeprune.errors import BudgetError, MethodError
-from edgeprune.methods.base import MethodBase, register
+from edgeprune.methods.base import MethodBase, RunBudget, register
 from edgeprune.methods.magnitude import group_magnitude
 
 
@@ -84,7 +84,7 @@ def apg_step(factors: torch.Tensor, grad: torch.Tensor, velocity: torch.Tensor, 
 
 
 @register("sss")
-class SparseStructureSelection(MethodBase):
+class SparseStructureSelection(RunBudget, MethodBase):
     """Sparse scaling factors on residual blocks (APG); the smallest blocks are removed under the budget."""
 
     config_class = SSSConfig
@@ -93,8 +93,6 @@ class SparseStructureSelection(MethodBase):
     def __init__(self, config: SSSConfig | None = None) -> None:
         self.config = config or SSSConfig()
         self.history: list[float] = []
-        self._budget = None
-        self._align = 1
         self._train_config = None
         self._dist = None
         self._lr = 0.0
@@ -134,18 +132,10 @@ class SparseStructureSelection(MethodBase):
 
         return scale
 
-    def set_budget(self, budget, align: int) -> None:
-        """The budget and alignment the final selection is made under."""
-        self._budget, self._align = budget, int(align)
-
     # ---- training ------------------------------------------------------------------------------
 
     def on_train_start(self, trainer) -> None:
-        run = getattr(trainer, "run", {}) or {}
-        if self._budget is None and "budget" in run:
-            from edgeprune.pruning.budget import Budget
-
-            self.set_budget(Budget.from_text(run["budget"]), run.get("align", 1))
+        self.budget_from_run(trainer)
         self._train_config = trainer.config
         self._dist = trainer.dist
 

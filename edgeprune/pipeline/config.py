@@ -106,18 +106,23 @@ class PipelineConfig:
     def name(self) -> str:
         return self.sections[""]["name"]
 
+    def _data_request(self) -> dict[str, Any]:
+        """The [data] section as prune-request fields (none without [data])."""
+        d = self.sections["data"]
+        return {} if d is None else {
+            "data": self.resolved.get("data"), "data_root": self.resolved.get("data_root"),
+            "train_subset": d.get("train_subset"), "test_subset": d.get("test_subset"),
+            "eval_batch_size": d.get("eval_batch_size"), "augment": d.get("augment"),
+        }
+
     def prune_request(self, out: Path, input_shape: tuple[int, ...] | None = None, dense: Path | None = None):
         """The [prune] section as the prune job's request: the dense stage's model.pt (in
         ``dense``, by default ``out``'s sibling ``dense/``) pruned into ``out``; ``align =
         "auto"`` takes the first target's."""
         from edgeprune.pruning.request import PruneRequest
 
-        p, d, targets = self.sections["prune"], self.sections["data"], self.resolved.get("targets") or []
-        data = {} if d is None else {
-            "data": self.resolved.get("data"), "data_root": self.resolved.get("data_root"),
-            "train_subset": d.get("train_subset"), "test_subset": d.get("test_subset"),
-            "eval_batch_size": d.get("eval_batch_size"), "augment": d.get("augment"),
-        }
+        p, targets = self.sections["prune"], self.resolved.get("targets") or []
+        data = self._data_request()
         m = self.sections["model"]
         return PruneRequest.build(
             model=self.sections["model"].get("spec", ""), budget=p.get("budget", ""), out=str(out),
@@ -136,12 +141,8 @@ class PipelineConfig:
         model's: Scratch-E trains as many, Scratch-B the FLOPs-equivalent)."""
         from edgeprune.pruning.request import PruneRequest
 
-        p, d, t = self.sections["prune"], self.sections["data"], self.sections["train"] or {}
-        data = {} if d is None else {
-            "data": self.resolved.get("data"), "data_root": self.resolved.get("data_root"),
-            "train_subset": d.get("train_subset"), "test_subset": d.get("test_subset"),
-            "eval_batch_size": d.get("eval_batch_size"), "augment": d.get("augment"),
-        }
+        p, t = self.sections["prune"], self.sections["train"] or {}
+        data = self._data_request()
         m = self.sections["model"]
         return PruneRequest.build(
             model=m.get("spec", ""), from_plan=str(plan), scratch=p.get("scratch"), out=str(out),
