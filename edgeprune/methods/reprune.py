@@ -55,7 +55,7 @@ class REPruneConfig:
     ``seed``: the greedy's random tie-breaking."""
 
     interval: int = 2
-    freeze: float = 0.5
+    freeze: float = 0.3
     seed: int = 0
 
     def __post_init__(self) -> None:

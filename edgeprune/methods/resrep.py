@@ -24,8 +24,8 @@ ResNet-specific):
   the forgotten rows only is the decoupling the paper argues for, and keeps the remembered
   rows' training exactly the task's.) Compactors train with the network's SGD (momentum,
   no weight decay, ``lr x lr_scale``).
-* **Progressive selection**: ``rounds`` selections at evenly spaced steps from ``begin`` (0.1)
-  to ``end`` (0.5) (fractions of the training steps). Round k of K allocates widths under the budget
+* **Progressive selection**: ``rounds`` selections at evenly spaced steps from ``begin`` (0.05)
+  to ``end`` (0.3) (fractions of the training steps). Round k of K allocates widths under the budget
   moved k/K of the way from dense to the target (``flops=1 - (1 - F) k / K``; ``ratio=R k / K``)
   by the core allocator (``--align``, ``--min-keep``) on the compactor row norms, and forgets
   the smallest rows of each group beyond those widths. Channels already forgotten score 0, so
@@ -34,7 +34,7 @@ ResNet-specific):
   final widths are exact.
 * ``lasso = "auto"`` (default): a row forgotten at step t gets its own strength
   ``|q| / sum_s lr_s (1 - mu^(s - t + 1)) / (1 - mu)`` over the steps s from t to ``settle``
-  (0.8) of training: how far a constant unit gradient moves it under SGD momentum mu, so that
+  (0.5) of training: how far a constant unit gradient moves it under SGD momentum mu, so that
   the row (whose penalty gradient keeps its direction: it gets no task gradient) arrives at
   zero by then, without the overshoot a shared strength gives rows forgotten earlier. A number
   (e.g. the paper's 1e-4, which fits long schedules) is the one strength of every row.
@@ -76,9 +76,9 @@ class ResRepConfig:
 
     lasso: float | str = "auto"
     rounds: int = 8
-    begin: float = 0.1
-    end: float = 0.5
-    settle: float = 0.8
+    begin: float = 0.05
+    end: float = 0.3
+    settle: float = 0.5
 
     def __post_init__(self) -> None:
         if self.lasso != "auto" and (isinstance(self.lasso, bool) or not isinstance(self.lasso, (int, float))
@@ -223,6 +223,8 @@ class ResRep(RunBudget, MethodBase):
             return b
         if b.kind == "ratio":
             return dataclasses.replace(b, value=b.value * frac)
+        if b.kind == "latency_ms":  # as a fraction of the predicted dense latency
+            b = dataclasses.replace(b, kind="latency", value=b.fraction(self._graph.cost))
         return dataclasses.replace(b, value=1.0 - (1.0 - b.value) * frac)
 
     def on_step_start(self, step: int, total_steps: int) -> None:

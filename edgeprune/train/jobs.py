@@ -13,7 +13,7 @@ from typing import Any
 from torch import nn
 
 from edgeprune.data.base import DataSplits
-from edgeprune.errors import SpecError
+from edgeprune.errors import MethodError, SpecError
 from edgeprune.files.atomic import save_torch
 from edgeprune.files.manifest import clear_manifest, preprocess_record, write_manifest
 from edgeprune.methods import get_method
@@ -23,6 +23,7 @@ from edgeprune.pruning.graph import ChannelGraph
 from edgeprune.pruning.one_shot import PruneResult, slim_with_parity
 from edgeprune.pruning.plan import fingerprint
 from edgeprune.train.base import TrainConfig
+from edgeprune.train.batchnorm import DEFAULT_BATCHES, recalibrate_batchnorm
 from edgeprune.train.distributed import Dist, current
 from edgeprune.train.trainer import METRICS, Trainer, check_classes, evaluate
 
@@ -75,6 +76,8 @@ def prune_while_training(
     stop_after: int | None = None,
     progress: bool = True,
     dist: Dist | None = None,
+    bn_recalibration: int = DEFAULT_BATCHES,
+    latency: Any = None,
 ) -> PruneResult | None:
     """Train ``model`` with a training-time method (dtp, sfp, crsfp) to ``budget``, then slim it.
 
@@ -84,7 +87,14 @@ def prune_while_training(
     ``accuracy``, the slim model's top-1 on the test split, the masked-vs-slim parity, and the
     method's own fields under its name, e.g. report["dtp"]) like one-shot pruning, plus the
     training's metrics.json and checkpoint.pt (the caller writes the folder). Returns None if
-    stopped before the last epoch."""
+    stopped before the last epoch.
+
+    ``bn_recalibration``: batches of training images (no augmentation) on which the pruned
+    (masked) model's BatchNorm statistics are re-estimated before it is slimmed, evaluated and written
+    (`edgeprune.train.batchnorm`; 0: keep the statistics training left). The report gives the
+    accuracy before and after (``bn_recalibration``). ``latency`` (a
+    `edgeprune.latency.source.LatencySource`): the latency metric for latency budgets, calibrated
+    once on the dense model (rank 0) and kept in out/latency_calibration.json for the resume."""
     start = time.perf_counter()
     dist = dist or current()
     options = dict(sorted((method_options or {}).items()))
@@ -94,6 +104,11 @@ def prune_while_training(
     check_classes(model, data, spec)
     dense_fingerprint = fingerprint(model)
     graph = ChannelGraph(model, input_shape)
+    if budget.metric == "latency" and not getattr(pruner, "latency_budgets", True):
+        raise MethodError(f"method {method!r} does not take latency budgets (it removes whole blocks, whose "
+                          "latency the table does not model); use flops= or params=")
+    if latency is not None:
+        graph.cost = _latency_cost(model, graph, input_shape, latency, align, out, dist, progress)
     init_scores = pruner.scores(model, graph)
     widths = allocate(graph.cost, init_scores, budget, align)  # BudgetError if infeasible
     pruner.attach(model, graph, widths, init_scores)
@@ -103,12 +118,20 @@ def prune_while_training(
         "budget": str(budget), "align": align,
         "widths": list(widths),
     }
+    if latency is not None:
+        run["latency"] = {"table": latency.digest(), "calibration": graph.cost.calibration.to_json()}
     trainer = Trainer(model, data, config, out=out, method=pruner, run=run, dist=dist, progress=progress)
     if dist.is_main:
         clear_manifest(out)  # the folder's files are about to change: never half old, half new
     metrics = trainer.fit(resume=resume, stop_after=stop_after)
     if not metrics["complete"]:
         return None
+    recalibration = None
+    if bn_recalibration > 0:  # on the masked model (eval mode: the methods' hard masks), before
+        # kept() lets a method rewrite its BatchNorms (ResRep's merge leaves them identities)
+        before = evaluate(model, data.test, config.eval_batch_size, dist)["accuracy"]
+        images = recalibrate_batchnorm(model, data.train, config.batch_size, bn_recalibration, seed=config.seed)
+        recalibration = {"batches": bn_recalibration, "images": images, "accuracy_before": before}
     kept = pruner.kept()
     removed = pruner.removed_blocks() if hasattr(pruner, "removed_blocks") else None  # depth pruning (sss)
     method_report = pruner.report()
@@ -121,6 +144,9 @@ def prune_while_training(
         result = slim_with_depth(model, spec, input_shape, graph, kept, removed, method, budget, align)
     plan, slim_model, report = result.plan, result.model, result.report
     test = evaluate(slim_model, data.test, config.eval_batch_size, dist)
+    if recalibration is not None:
+        recalibration["accuracy_after"] = test["accuracy"]
+        report["bn_recalibration"] = recalibration
     report.update(
         accuracy=test["accuracy"],
         test_samples=test["samples"],
@@ -128,7 +154,22 @@ def prune_while_training(
         elapsed_s=round(time.perf_counter() - start, 3),
     )
     report[method] = method_report
+    if latency is not None:
+        report["latency"]["table_digest"] = latency.digest()
     return PruneResult(plan, slim_model, report)
+
+
+def _latency_cost(model, graph, input_shape, latency, align, out, dist, progress):
+    """The calibrated latency cost model: measured by rank 0 (and kept in ``out``), read by the others."""
+    from edgeprune.latency.source import latency_cost_model
+
+    if dist.is_main:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        cost = latency_cost_model(model, graph, input_shape, latency, align, folder=out, progress=progress)
+    dist.barrier()
+    if not dist.is_main:
+        cost = latency_cost_model(model, graph, input_shape, latency, align, folder=out)
+    return cost
 
 
 def prune_unstructured(

@@ -79,7 +79,7 @@ def _report(out):
 
 @needs_data
 def test_meets_the_budget_ends_on_a_coverage_selection_exports_and_resumes(tmp_path):
-    full = _prune(tmp_path / "full", "--epochs", "3")
+    full = _prune(tmp_path / "full", "--epochs", "3", "--option", "freeze=0.5")
     assert full.exit_code == 0, full.output
     r = _report(tmp_path / "full")
     epochs = json.loads((tmp_path / "full" / "metrics.json").read_text())["epochs"]
@@ -92,9 +92,9 @@ def test_meets_the_budget_ends_on_a_coverage_selection_exports_and_resumes(tmp_p
                                          "--out", str(tmp_path / "export")])
     assert exported.exit_code == 0, exported.output
     assert json.loads((tmp_path / "export" / "export.json").read_text())["parity"]["ort"]["rel_diff"] <= 1e-4
-    stopped = _prune(tmp_path / "res", "--epochs", "3", "--stop-after", "2")
+    stopped = _prune(tmp_path / "res", "--epochs", "3", "--option", "freeze=0.5", "--stop-after", "2")
     assert stopped.exit_code == 0 and "continue with --resume" in stopped.output
-    resumed = _prune(tmp_path / "res", "--epochs", "3", "--resume")
+    resumed = _prune(tmp_path / "res", "--epochs", "3", "--option", "freeze=0.5", "--resume")
     assert resumed.exit_code == 0, resumed.output
     a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)
     b = torch.load(tmp_path / "res" / "model.pt", weights_only=True)
