@@ -26,10 +26,14 @@ from edgeprune.pruning.request import DEFAULT_MIN_KEEP, cli_name
 @click.option(
     "--budget",
     default=None,
-    help="flops=F or params=P (fraction of dense to keep, e.g. flops=0.5), or ratio=R (fraction of channels "
-         "removed per group); --method han takes sparsity=S (fraction of conv/linear weights zeroed). "
-         "Required unless --from-plan.",
+    help="flops=F or params=P (fraction of dense to keep, e.g. flops=0.5), ratio=R (fraction of channels "
+         "removed per group), latency=L (fraction of the dense model's latency on the target) or "
+         "latency_ms=X (both with --latency-table); --method han takes sparsity=S (fraction of conv/linear "
+         "weights zeroed). Required unless --from-plan.",
 )
+@click.option("--latency-table", "latency_table", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="A latency table of the target (edgeprune latency-table), built on this machine: latency budgets "
+                   "allocate by it, and the report gives the predicted latency. --align auto takes its target's.")
 @click.option("--from-plan", "from_plan", type=click.Path(exists=False), default=None, metavar="PLAN",
               help="A plan.json (or a prune folder) whose slim architecture --scratch trains from random "
                    "initialisation.")
@@ -56,7 +60,7 @@ from edgeprune.pruning.request import DEFAULT_MIN_KEEP, cli_name
               help="Fine-tune the slim model of a one-shot method for N epochs on --data.")
 @training_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for plan.json, model.pt and report.json.")
-def command(model, method, budget, from_plan, scratch, min_keep, align, target, weights, input_shape, data_name, data_root, test_subset, mean, std,
+def command(model, method, budget, latency_table, from_plan, scratch, min_keep, align, target, weights, input_shape, data_name, data_root, test_subset, mean, std,
             augment, epochs,
             consistency_lambda, method_option, finetune_epochs, train_subset, lr, batch_size, seed, resume, stop_after, threads, progress, out):
     from edgeprune.models import parse_input_shape
@@ -68,7 +72,7 @@ def command(model, method, budget, from_plan, scratch, min_keep, align, target, 
                                "--scratch trains it from random initialisation")
     request = PruneRequest.build(
         model=model, budget=budget, out=out, method=method or "l1", from_plan=from_plan,
-        scratch=scratch.upper() if scratch else None,
+        scratch=scratch.upper() if scratch else None, latency_table=latency_table,
         options=_method_options(method_option, consistency_lambda),
         weights=weights, input_shape=parse_input_shape(input_shape), min_keep=min_keep,
         align=align if align == "auto" else _positive_int(align), target=target,
@@ -119,6 +123,10 @@ def command(model, method, budget, from_plan, scratch, min_keep, align, target, 
     if r.get("removed_blocks"):
         click.echo(f"  blocks  {len(r['removed_blocks'])} residual blocks removed (each now its shortcut): "
                    f"{', '.join(r['removed_blocks'])}")
+    if r.get("latency"):
+        lat = r["latency"]
+        click.echo(f"  latency {lat['dense_predicted_ms']:12.3f} ms -> {lat['predicted_ms']:11.3f} ms  "
+                   f"({lat['predicted_ratio']:.4f}), predicted on {lat['target']} by the latency table")
     click.echo(f"  parity  max|masked - slim| = {r['parity_max_abs_diff']:.2e} (relative {r['parity_rel_diff']:.2e})")
     if "sparsity" in r:
         pruned, dense = r["sizes"]["pruned"], r["sizes"]["dense"]

@@ -2,20 +2,22 @@
 
     table = build_table(layers, load_target("x86-ort-1t"), step=16, points=8)
     table.save("resnet18.x86-ort-1t.latency.json")
-    table.predict(layer.signature, 96, 128, full=(128, 256))      # ms, interpolated
+    table.predict(layer.signature, 96, 128, full=(128, 256))      # ms, from the fitted curve
 
 What is measured, per layer (signature + its full input / output channels ``(C_in, C_out)``):
 two sweeps, ``(C_in, w)`` for the output widths ``w`` and ``(w, C_out)`` for the input widths,
 on a bounded grid (`width_grid`: multiples of ``step`` from the allocator's floor, at most
 ``points`` of them, and the full width), and the corner ``(a0, b0)`` of the two smallest grid
-widths; a depthwise conv has one width, swept once. Along a sweep latency is interpolated
-linearly (so measured steps stay steps); away from the sweeps
+widths; a depthwise conv has one width, swept once. The prediction (`Curve`) is the least-squares
+fit, in relative error, of
 
-    t(a, b) = t(a, C_out) + t(C_in, b) - t(C_in, C_out) + k (C_in - a)(C_out - b)
+    t(a, b) = c0 + c1 a + c2 b + c3 a b
 
-with ``k`` fitted to the corner: exact for any cost ``c0 + c1 a + c2 b + c3 a b`` (fixed
-overhead, memory traffic in each width, and the multiply-accumulates), which a plain product
-of the sweeps is not (it overestimated a half-width 3x3 conv by 50% on resnet18's layer1). Each layer also times
+(fixed overhead, memory traffic in each width, the multiply-accumulates) to all points of the
+operator, after dropping the points the fit misses by far (one slow spell of a shared machine).
+A first version interpolated the points themselves (linear along the sweeps, a corner term
+between): one slow full-width point (6.4 ms where the conv runs 2.2 ms) then made every narrower
+width look 4x cheaper, and a latency budget of 0.5 predicted measured 0.70. Each layer also times
 ``checks`` points off the sweeps (both widths reduced) and stores the relative error of the
 prediction there: the table's stated error (`LatencyTable.errors`). All points of one
 operator, checks included, are timed interleaved in one loop (`time_ops`): timed one after
@@ -79,11 +81,52 @@ def width_grid(full: int, step: int, points: int, min_keep: float = MIN_KEEP) ->
     return sorted(set(widths) | {full})
 
 
-def _interp(points: dict[int, float], w: float) -> float:
-    xs = sorted(points)
-    if w <= xs[0]:  # below the grid: proportional to width from the first point (never chosen)
-        return points[xs[0]] * w / xs[0]
-    return float(np.interp(w, xs, [points[x] for x in xs]))
+OUTLIER = 0.25  # a point this far (relative) from the first fit, and 3x the median residual, is dropped
+
+
+class Curve:
+    """An operator's latency ``t(cin, cout) = c0 + c1 cin + c2 cout + c3 cin cout`` (depthwise:
+    ``c0 + c1 w``): fixed overhead, memory traffic in each width and the multiply-accumulates,
+    fitted by least squares in relative error to all of the operator's measured points, after
+    dropping the points the first fit misses by more than ``OUTLIER`` and 3x its median miss (a
+    slow spell of a shared machine during one point's runs). A smooth fit, not the points
+    themselves: a single slow point at the full width would otherwise pass into every delta."""
+
+    def __init__(self, sig: OpSignature, pts: dict[tuple[int, int], float]) -> None:
+        self.sig = sig
+        items = [(a, b, ms) for (a, b), ms in pts.items() if ms > 0 and (not sig.depthwise or a == b)]
+        if not items:
+            raise LatencyTableError(f"the latency table has no measured points of {sig.key()!r}")
+        a = np.array([p[0] for p in items], dtype=np.float64)
+        b = np.array([p[1] for p in items], dtype=np.float64)
+        t = np.array([p[2] for p in items], dtype=np.float64)
+        keep = np.ones(len(t), dtype=bool)
+        for _ in range(2):
+            self.coef = self._fit(a[keep], b[keep], t[keep])
+            miss = np.abs(self._eval(a, b) / t - 1.0)
+            bad = (miss > OUTLIER) & (miss > 3.0 * np.median(miss[keep]))
+            if not bad.any() or (~bad).sum() < 5 or np.array_equal(~bad, keep):
+                break
+            keep = ~bad
+        self.points, self.dropped = int(keep.sum()), [(int(x), int(y)) for x, y in zip(a[~keep], b[~keep])]
+        self.floor = 0.1 * float(t.min())
+
+    def _design(self, a, b):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        if self.sig.depthwise:
+            return np.stack([np.ones_like(b), b], axis=-1)
+        return np.stack([np.ones_like(a), a, b, a * b], axis=-1)
+
+    def _fit(self, a, b, t):
+        x = self._design(a, b) / t[:, None]
+        coef, *_ = np.linalg.lstsq(x, np.ones_like(t), rcond=None)
+        return coef
+
+    def _eval(self, a, b):
+        return self._design(a, b) @ self.coef
+
+    def __call__(self, cin: float, cout: float) -> float:
+        return max(float(self._eval(cin, cout)), self.floor)
 
 
 @dataclass
@@ -99,6 +142,7 @@ class LatencyTable:
     settings: dict[str, Any] = field(default_factory=dict)  # step, points, runs, warmup
     build_s: float = 0.0
     timed: int = 0  # operators timed by the last build (points + checks)
+    _curves: dict = field(default_factory=dict, repr=False, compare=False)
 
     # ---- reading points ----------------------------------------------------------------------
 
@@ -114,25 +158,22 @@ class LatencyTable:
 
     def predict(self, sig: OpSignature, cin: float, cout: float, full: tuple[int, int]) -> float:
         """Milliseconds of ``sig`` at ``cin -> cout`` channels, for a layer whose full channels are
-        ``full`` (whose sweeps the prediction uses); see the module docstring."""
-        pts = self._points(sig)
-        c_in, c_out = int(full[0]), int(full[1])
-        if sig.depthwise:
-            line = {a: ms for (a, b), ms in pts.items() if a == b}
-            return _interp(line, cout)
-        if (c_in, c_out) not in pts:
-            raise LatencyTableError(f"the latency table has no sweep of {sig.key()!r} at {c_in} -> {c_out} channels")
-        out_line = {b: ms for (a, b), ms in pts.items() if a == c_in}  # at least the full point
-        in_line = {a: ms for (a, b), ms in pts.items() if b == c_out}
-        if float(cin).is_integer() and float(cout).is_integer() and (int(cin), int(cout)) in pts:
-            return pts[(int(cin), int(cout))]  # a measured point
-        full_ms = pts[(c_in, c_out)]
-        additive = _interp(in_line, cin) + _interp(out_line, cout) - full_ms
-        a0, b0 = min(in_line), min(out_line)
-        if a0 >= c_in or b0 >= c_out or (a0, b0) not in pts:  # no corner measured: the sweeps' product
-            return _interp(in_line, cin) * _interp(out_line, cout) / full_ms
-        k = (pts[(a0, b0)] - (in_line[a0] + out_line[b0] - full_ms)) / ((c_in - a0) * (c_out - b0))
-        return max(additive + k * (c_in - cin) * (c_out - cout), 1e-6)
+        ``full`` (which the table must have measured); see `Curve`."""
+        return self.curve(sig, full)(cin, cout)
+
+    def curve(self, sig: OpSignature, full: tuple[int, int] | None = None) -> Curve:
+        """The operator's latency as a function of its widths (cached: the allocator calls it
+        often). ``full`` (the layer's channels) is checked to be in the table's sweeps."""
+        key = sig.key()
+        cached = self._curves.get(key)
+        if cached is None:
+            cached = self._curves[key] = Curve(sig, self._points(sig))
+        if full is not None and not sig.depthwise and not self._has_full(sig, full):
+            raise LatencyTableError(f"the latency table has no sweep of {key!r} at {full[0]} -> {full[1]} channels")
+        return cached
+
+    def _has_full(self, sig: OpSignature, full: tuple[int, int]) -> bool:
+        return f"{int(full[0])},{int(full[1])}" in self.entries[sig.key()]["points"]
 
     def errors(self) -> list[float]:
         """Relative prediction errors at the off-sweep check points of the last build."""
@@ -293,6 +334,7 @@ def build_table(
             new = todo.get(key, [])
             for (a, b), ms in zip(new, measured):
                 table.entries[key]["points"][f"{a},{b}"] = ms
+            table._curves.pop(key, None)  # refit with the new points
             for (layer, (a, b)), ms in zip(checks_of.get(key, []), measured[len(new):]):
                 predicted = table.predict(sig, a, b, (layer.cin, layer.cout))
                 checked.setdefault(layer.name, []).append(

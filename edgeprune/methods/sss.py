@@ -89,6 +89,7 @@ class SparseStructureSelection(RunBudget, MethodBase):
 
     config_class = SSSConfig
     training_time = True
+    latency_budgets = False  # removed blocks' latency is not in the table's model
 
     def __init__(self, config: SSSConfig | None = None) -> None:
         self.config = config or SSSConfig()

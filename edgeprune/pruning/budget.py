@@ -4,6 +4,9 @@ Budgets (``--budget``):
     flops=F    keep at most F x dense FLOPs (and at least 99% of that), 0 < F <= 1
     params=P   the same for parameters
     ratio=R    remove R of the channels in every group (as the SFP/DTP papers), 0 <= R < 1
+    latency=L  keep at most L x the dense model's latency on a target (and at least 99% of
+               that), 0 < L <= 1, predicted from a latency table (`edgeprune.latency.cost`)
+    latency_ms=X  the same in milliseconds
     sparsity=S zero S of the conv/linear weights (unstructured methods only: --method han),
                0 <= S < 1; no channel is removed, so no width is allocated
 
@@ -32,14 +35,15 @@ from edgeprune.errors import BudgetError
 from edgeprune.pruning.cost import CostModel
 from edgeprune.pruning.request import DEFAULT_MIN_KEEP as MIN_KEEP  # no group keeps fewer of its channels
 
-KINDS = ("flops", "params", "ratio", "sparsity")
-STRUCTURED = ("flops", "params", "ratio")  # budgets that allocate widths (`allocate`)
+KINDS = ("flops", "params", "ratio", "sparsity", "latency", "latency_ms")
+STRUCTURED = ("flops", "params", "ratio", "latency", "latency_ms")  # budgets that allocate widths (`allocate`)
+LATENCY = ("latency", "latency_ms")  # budgets that need a latency table
 TOLERANCE = 0.99  # achieved cost is within [TOLERANCE * target, target] when reachable
 
 
 @dataclass(frozen=True)
 class Budget:
-    kind: str  # "flops" | "params" | "ratio" | "sparsity"
+    kind: str  # one of KINDS
     value: float
     min_keep: float = MIN_KEEP  # flops/params only: no group keeps fewer of its channels
 
@@ -51,6 +55,12 @@ class Budget:
         text = f"{self.kind}={self.value:g}"
         return text if self.min_keep == MIN_KEEP or self.kind in ("ratio", "sparsity") else f"{text} (min_keep={self.min_keep:g})"
 
+    def fraction(self, cost: CostModel) -> float:
+        """The budget as a fraction of the dense model's cost (latency_ms: of its predicted ms)."""
+        if self.kind == "latency_ms":
+            return self.value / cost.dense("latency")
+        return self.value
+
     @classmethod
     def parse(cls, text: str) -> "Budget":
         kind, sep, value = text.partition("=")
@@ -58,8 +68,10 @@ class Budget:
         if not sep or kind not in KINDS:
             raise BudgetError(
                 f"budget {text!r} is not understood; use flops=F or params=P (fraction of dense to "
-                "keep, 0 < F <= 1) or ratio=R (fraction of channels to remove per group, 0 <= R < 1); "
-                "--method han takes sparsity=S (fraction of weights zeroed, 0 <= S < 1)"
+                "keep, 0 < F <= 1), ratio=R (fraction of channels to remove per group, 0 <= R < 1), "
+                "latency=L (fraction of the dense model's latency, 0 < L <= 1) or latency_ms=X (milliseconds "
+                "on the target; both need --latency-table); --method han takes sparsity=S (fraction of "
+                "weights zeroed, 0 <= S < 1)"
             )
         try:
             v = float(value)
@@ -69,9 +81,16 @@ class Budget:
             raise BudgetError(f"budget {text!r}: ratio must be in [0, 1), the fraction of channels removed")
         if kind == "sparsity" and not 0.0 <= v < 1.0:
             raise BudgetError(f"budget {text!r}: sparsity must be in [0, 1), the fraction of weights zeroed")
-        if kind in ("flops", "params") and not 0.0 < v <= 1.0:
+        if kind in ("flops", "params", "latency") and not 0.0 < v <= 1.0:
             raise BudgetError(f"budget {text!r}: {kind} must be in (0, 1], the fraction of dense {kind} kept")
+        if kind == "latency_ms" and not (v > 0.0 and math.isfinite(v)):
+            raise BudgetError(f"budget {text!r}: latency_ms must be a positive number of milliseconds")
         return cls(kind, v)
+
+    @property
+    def metric(self) -> str:
+        """The cost metric the budget bounds (``latency`` for both latency kinds)."""
+        return "latency" if self.kind in LATENCY else self.kind
 
 
     @classmethod
@@ -119,17 +138,21 @@ def allocate(
     if budget.kind == "ratio":
         steps = [allowed_widths(n, align) for n in sizes]
         return [_nearest(steps[g], (1.0 - budget.value) * sizes[g]) for g in range(len(sizes))]
+    metric = budget.metric
+    if metric == "latency" and not hasattr(cost, "staircase"):
+        raise BudgetError(f"budget {budget} needs a latency table of the target (--latency-table FILE; build one "
+                          "with: edgeprune latency-table MODEL --target T --out FILE)")
     steps = [allowed_widths(n, align, budget.min_keep) for n in sizes]
-
-    metric = budget.kind
+    if metric == "latency":  # each group's widths where its measured latency steps down
+        steps = [cost.staircase(g, s) for g, s in enumerate(steps)]
     dense = cost.dense(metric)
-    target = budget.value * dense
+    target = budget.fraction(cost) * dense
     smallest = [s[0] for s in steps]
     floor = cost.cost(metric, smallest)
     if floor > target + 1e-9 * dense:
         raise BudgetError(
             f"budget {budget} cannot be met with --align {align}: the smallest achievable is "
-            f"{metric}={floor / dense:.4f} (every prunable group at its minimum width, at least "
+            f"{metric}={floor / dense:.4f}{_ms(metric, floor)} (every prunable group at its minimum width, at least "
             f"{budget.min_keep:g} of its channels); ask for at least that, or use a smaller --align or --min-keep"
         )
     # cumulative importance of the lowest-ranked channels: loss[g][w] = sum of scores
@@ -256,6 +279,10 @@ def _delta(cost: CostModel, metric: str, widths: list[int], g: int, new: int) ->
     return before - after
 
 
+def _ms(metric: str, value: float) -> str:
+    return f" ({value:.3f} ms)" if metric == "latency" else ""
+
+
 def _nearest(steps: list[int], width: float) -> int:
     return min(steps, key=lambda w: (abs(w - width), -w))
 
@@ -284,9 +311,10 @@ def budget_warnings(cost: CostModel, widths: Sequence[int], budget: Budget, alig
         shown = ", ".join(moved[:5]) + (f" and {len(moved) - 5} more" if len(moved) > 5 else "")
         return [f"ratio={budget.value:g} with --align {align} removes another fraction in {len(moved)} of "
                 f"{len(sizes)} groups: {shown}; use a smaller --align for the exact ratio"]
-    achieved = cost.cost(budget.kind, widths) / cost.dense(budget.kind)
-    if achieved < WINDOW * budget.value - 1e-9:
-        return [f"{budget} kept {budget.kind}={achieved:.4f}, below the documented window "
-                f"[{WINDOW * budget.value:.4f}, {budget.value:g}]: --align {align} steps are too coarse for "
+    metric, wanted = budget.metric, budget.fraction(cost)
+    achieved = cost.cost(metric, widths) / cost.dense(metric)
+    if achieved < WINDOW * wanted - 1e-9:
+        return [f"{budget} kept {metric}={achieved:.4f}, below the documented window "
+                f"[{WINDOW * wanted:.4f}, {wanted:g}]: --align {align} steps are too coarse for "
                 "the narrow groups; a smaller --align gets closer"]
     return []

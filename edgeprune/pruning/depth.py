@@ -141,7 +141,7 @@ def slim_with_depth(model, spec: str, input_shape: tuple[int, ...], graph, kept:
     ``model`` is the masked model's source: the removed blocks' residual branches must
     already compute 0 (the method zeroes their factor), so that masked == slim holds. The
     report's flops/params are measured on the slim model, and it gains ``removed_blocks``."""
-    from edgeprune.pruning.budget import STRUCTURED, WINDOW
+    from edgeprune.pruning.budget import WINDOW
     from edgeprune.pruning.graph import count_flops_params
     from edgeprune.pruning.one_shot import (
         PARITY_RTOL,
@@ -168,7 +168,7 @@ def slim_with_depth(model, spec: str, input_shape: tuple[int, ...], graph, kept:
                   params_pruned=int(params), params_ratio=params / report["params_dense"],
                   removed_blocks=list(removed))
     report["warnings"] = [w for w in report["warnings"] if "below the documented window" not in w]
-    if budget.kind in STRUCTURED and budget.kind != "ratio":
+    if budget.kind in ("flops", "params"):
         achieved = report[f"{budget.kind}_ratio"]
         if not WINDOW * budget.value - 1e-9 <= achieved <= budget.value + 1e-9:
             report["warnings"].append(

@@ -82,6 +82,11 @@ def _prune(request, model, shape, budget, align, data, **run):
     from edgeprune.pruning.one_shot import prune_one_shot
     from edgeprune.train import jobs
 
+    latency = None
+    if request.latency_table is not None:
+        from edgeprune.latency.source import LatencySource
+
+        latency = LatencySource.load(request.latency_table)
     if request.unstructured:
         return jobs.prune_unstructured(model, request.model, shape, request.method, budget, data,
                                        request.train_config(), request.out, method_options=request.method_options,
@@ -89,9 +94,9 @@ def _prune(request, model, shape, budget, align, data, **run):
     if request.training_time:
         return jobs.prune_while_training(model, request.model, shape, request.method, budget, align, data,
                                          request.train_config(), request.out,
-                                         method_options=request.method_options, **run)
+                                         method_options=request.method_options, latency=latency, **run)
     result = prune_one_shot(model, request.model, shape, request.method, budget, align,
-                            options=request.method_options, calibration=_calibration(request, data))
+                            options=request.method_options, calibration=_calibration(request, data), latency=latency)
     if request.finetune_epochs:
         return jobs.finetune(result, data, request.train_config(), request.out, **run)
     if data is not None:

@@ -44,6 +44,7 @@ def prune_one_shot(
     *,
     options: dict[str, Any] | None = None,
     calibration: Iterable[torch.Tensor] | None = None,
+    latency: Any = None,
 ) -> PruneResult:
     """Prune ``model`` (unchanged) to ``budget`` with a one-shot criterion; return the slim model.
 
@@ -51,10 +52,16 @@ def prune_one_shot(
     (``needs_data``, `edgeprune.methods.base.DataMethod`: ThiNet, He et al.) reads input batches
     from ``calibration`` first, may choose its own channels at the allocated widths
     (``select``) and refit a dense copy's weights (``reconstruct``) before the copy is slimmed;
-    its ``report()`` is stored under report[method]."""
+    its ``report()`` is stored under report[method]. ``latency`` (a
+    `edgeprune.latency.source.LatencySource`) adds the latency metric for ``latency=`` /
+    ``latency_ms=`` budgets, calibrated on ``model`` on the table's target."""
     start = time.perf_counter()
     scorer = get_method(method, **(options or {}))
     graph = ChannelGraph(model, input_shape)
+    if latency is not None:
+        from edgeprune.latency.source import latency_cost_model
+
+        graph.cost = latency_cost_model(model, graph, input_shape, latency, align)
     if getattr(scorer, "needs_data", False):
         if calibration is None:
             raise MethodError(f"method {method!r} samples the training data: pass --data (a [data] section)")
@@ -72,6 +79,8 @@ def prune_one_shot(
     result = slim_with_parity(source, spec, input_shape, graph, kept, method, budget, align)
     if hasattr(scorer, "report"):
         result.report[method] = scorer.report()
+    if latency is not None:
+        result.report["latency"]["table_digest"] = latency.digest()
     result.report["elapsed_s"] = round(time.perf_counter() - start, 3)
     return result
 
@@ -110,7 +119,7 @@ def build_report(graph: ChannelGraph, plan: PruningPlan, method: str, budget: Bu
     cost, widths = graph.cost, plan.widths
     flops_dense, flops_pruned = cost.dense("flops"), cost.flops(widths)
     params_dense, params_pruned = cost.dense("params"), cost.params(widths)
-    return {
+    report = {
         "edgeprune_version": __version__,
         "spec": plan.spec,
         "input_shape": list(plan.input_shape),
@@ -131,3 +140,8 @@ def build_report(graph: ChannelGraph, plan: PruningPlan, method: str, budget: Bu
         "parity_rel_diff": parity.rel_diff,
         "warnings": budget_warnings(cost, widths, budget, align, [g.root for g in graph.prunable]),
     }
+    if hasattr(cost, "staircase"):  # a latency cost model: the table's prediction
+        from edgeprune.latency.source import latency_report
+
+        report["latency"] = latency_report(cost, widths)
+    return report

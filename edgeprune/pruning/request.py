@@ -9,6 +9,7 @@ the command line, ``prune.epochs`` in a pipeline config), so the same check read
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Callable
 
 from edgeprune.errors import EdgepruneError
@@ -71,6 +72,7 @@ class PruneRequest:
     seed: int = 0
     from_plan: str | None = None
     scratch: str | None = None
+    latency_table: str | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -147,15 +149,27 @@ class PruneRequest:
         return dataclasses.replace(Budget.parse(self.budget), min_keep=self.min_keep)
 
     def resolved_align(self) -> int:
-        """``auto`` -> the target's alignment."""
+        """``auto`` -> the target's alignment (with a latency table: the table's target's)."""
         if self.align != "auto":
             return int(self.align)
-        key = ("align", self.target)
+        key = ("align", self.align_target)
         if key not in self._cache:
             from edgeprune.targets import load_target
 
-            self._cache[key] = load_target(self.target).align
+            self._cache[key] = load_target(key[1]).align
         return self._cache[key]
+
+    @property
+    def align_target(self) -> str:
+        """The target ``align="auto"`` resolves against: the latency table's, else ``target``."""
+        if self.latency_table is not None:
+            import json
+
+            try:
+                return str(json.loads(Path(self.latency_table).read_text(encoding="utf-8"))["target"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # problems() says what is wrong with the table
+        return self.target
 
     @property
     def learning_rate(self) -> float:
@@ -172,6 +186,24 @@ class PruneRequest:
                            eval_batch_size=self.eval_batch_size)
 
     # ---- validation --------------------------------------------------------------------------
+
+    def _latency_problems(self, bad, names: Names, training_time) -> None:
+        """A latency= / latency_ms= budget needs a latency table; a table must be a file."""
+        from edgeprune.pruning.budget import LATENCY, Budget
+
+        try:
+            kind = Budget.parse(self.budget).kind if self.budget else None
+        except EdgepruneError:
+            return  # said under budget
+        if kind in LATENCY and self.latency_table is None:
+            bad("latency_table", f"{names('budget')} {self.budget} is a latency budget: it needs the target's latency "
+                f"table ({names('latency_table')} FILE; build one with: edgeprune latency-table MODEL --target T "
+                "--out FILE)")
+        if self.latency_table is not None:
+            if not Path(self.latency_table).is_file():
+                bad("latency_table", f"no such file: {self.latency_table}")
+            elif training_time is not None and self.unstructured:
+                bad("latency_table", f"method {self.method} removes no channel: a latency table has nothing to allocate")
 
     def problems(self, names: Names = cli_name) -> list[tuple[str, str]]:
         """Every setting that cannot run, as (field, message); the message names fields with
@@ -227,6 +259,7 @@ class PruneRequest:
                             "use sparsity=S (the fraction of conv/linear weights zeroed, e.g. sparsity=0.9)")
             except EdgepruneError as err:
                 bad("budget", str(err))
+            self._latency_problems(bad, names, training_time)
             if not 0.0 <= self.min_keep <= 1.0:
                 bad("min_keep", f"must be a fraction in [0, 1], got {self.min_keep}")
             if self.align == "auto":

@@ -32,23 +32,26 @@ def _table(fn, layer):
     return table
 
 
-def test_prediction_is_exact_for_overhead_plus_traffic_plus_macs_and_measured_points_are_returned():
+def test_prediction_is_exact_for_overhead_plus_traffic_plus_macs_and_a_slow_point_is_dropped():
     layer = Layer("conv", CONV, 256, 128)
     fn = lambda a, b: 0.05 + 2e-2 * a + 3e-2 * b + 1e-5 * a * b  # noqa: E731 (c0 + c1 a + c2 b + c3 a b)
     table = _table(fn, layer)
-    for a, b in [(112, 48), (160, 96), (200, 100), (64, 32)]:  # off the sweeps, between grid points too
+    for a, b in [(112, 48), (160, 96), (200, 100), (64, 32), (256, 128)]:  # off the sweeps, between grid points
         assert table.predict(CONV, a, b, (256, 128)) == pytest.approx(fn(a, b), rel=1e-9)
-    product = LatencyTable(target="t", machine={}, runtime={}, entries={CONV.key(): {"signature": {}, "points": {
-        k: v for k, v in table.entries[CONV.key()]["points"].items() if k != "64,32"}}})  # no corner: the product
-    assert product.predict(CONV, 112, 48, (256, 128)) / fn(112, 48) - 1 > 0.15  # traffic-heavy: off by ~20%
-    for a, b in layer_points(layer, 16, 6):
-        assert table.predict(CONV, a, b, (256, 128)) == fn(a, b)
+    # one slow spell at the full width (3x): the fit drops it and still predicts the rest
+    table.entries[CONV.key()]["points"]["256,128"] = 3 * fn(256, 128)
+    table._curves.clear()
+    assert table.curve(CONV).dropped == [(256, 128)]
+    for a, b in [(112, 48), (256, 128), (128, 64)]:
+        assert table.predict(CONV, a, b, (256, 128)) == pytest.approx(fn(a, b), rel=1e-6)
     assert check_points(layer, 16, 6, 2) and all(a < 256 and b < 128 for a, b in check_points(layer, 16, 6, 2))
     dw = Layer("dw", DW, 96, 96)
-    table = _table(lambda a, b: 0.001 * a, dw)
-    assert table.predict(DW, 40, 40, (96, 96)) == pytest.approx(0.04)
+    table = _table(lambda a, b: 0.01 + 0.001 * a, dw)
+    assert table.predict(DW, 40, 40, (96, 96)) == pytest.approx(0.05)
     with pytest.raises(LatencyTableError, match="has no operator 'gemm relu=0'"):
         table.predict(OpSignature("gemm", relu=False), 4, 4, (8, 8))
+    with pytest.raises(LatencyTableError, match="no sweep of"):
+        _table(fn, layer).predict(CONV, 4, 4, (512, 512))
 
 
 def test_round_trip_and_tables_refuse_another_machine(tmp_path):

@@ -1,0 +1,148 @@
+"""The ``latency`` metric: a model's milliseconds on a target as a function of its group widths.
+
+    cost = latency_cost(graph.cost, layers, table)           # table sums, uncalibrated
+    cost = cost.calibrated(fit_calibration(points))           # model ms = alpha x sum + beta
+    allocate(cost, scores, Budget.parse("latency=0.5"), align)
+
+Every Conv / Gemm of the model the table has (`edgeprune.latency.layers.model_layers`) becomes a
+term ``curve(a(w), b(w))``: its operator's interpolated latency (`LatencyTable.curve`) at the
+input and output widths the FLOPs term of the same layer gives (`edgeprune.pruning.cost`). The
+table's operators run alone, slower than in the model (their weights leave the cache between
+runs), and the model has operators the table has not (pooling, additions, the layers it skips):
+the model-level latency is ``alpha x sum + beta`` with alpha and beta fitted to the model itself
+measured on the target at two widths (dense and uniformly narrowed: `edgeprune.latency.calibrate`).
+Deltas (what the allocator compares) are alpha x the change of the table sum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from edgeprune.errors import BudgetError
+from edgeprune.pruning.cost import CostModel, Width
+
+
+@dataclass(frozen=True)
+class LatencyTerm:
+    """One layer's table curve over its input width ``a`` and output width ``b`` (None:
+    depthwise, one width)."""
+
+    layer: str
+    curve: Any  # edgeprune.latency.table.Curve
+    a: Width
+    b: Width | None = None
+
+    def __call__(self, widths: Sequence[float]) -> float:
+        a = self.a(widths)
+        return self.curve(a, self.b(widths) if self.b is not None else a)
+
+    @property
+    def groups(self) -> tuple[int, ...]:
+        return self.a.groups + (self.b.groups if self.b is not None else ())
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """``model ms = alpha x table sum + beta``, and the measured points it was fitted to."""
+
+    alpha: float = 1.0
+    beta: float = 0.0
+    points: tuple[dict[str, Any], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "beta": self.beta, "points": [dict(p) for p in self.points]}
+
+
+@dataclass(frozen=True)
+class LatencyCostModel(CostModel):
+    """A `CostModel` with a third metric, ``latency`` (milliseconds on ``target``)."""
+
+    latency_terms: tuple[LatencyTerm, ...] = ()
+    calibration: Calibration = Calibration()
+    target: str = ""
+    skipped: tuple[str, ...] = ()  # layers with FLOPs the table has no operator for (constant in beta)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        index: dict[int, list[LatencyTerm]] = {g: [] for g in range(len(self.sizes))}
+        for term in self.latency_terms:
+            for g in set(term.groups):
+                index[g].append(term)
+        self._touching["latency"] = index
+
+    def table_sum(self, widths: Sequence[float]) -> float:
+        return sum(t(widths) for t in self.latency_terms)
+
+    def cost(self, metric: str, widths: Sequence[float]) -> float:
+        if metric == "latency":
+            c = self.calibration
+            return c.alpha * self.table_sum(widths) + c.beta
+        return super().cost(metric, widths)
+
+    def group_cost(self, metric: str, group: int, widths: Sequence[float]) -> float:
+        if metric == "latency":
+            return self.calibration.alpha * sum(t(widths) for t in self._touching["latency"][group])
+        return super().group_cost(metric, group, widths)
+
+    def latency(self, widths: Sequence[float]) -> float:
+        return self.cost("latency", widths)
+
+    def calibrated(self, calibration: Calibration) -> "LatencyCostModel":
+        import dataclasses
+
+        return dataclasses.replace(self, calibration=calibration, _touching={})
+
+    def staircase(self, group: int, widths: Sequence[int]) -> list[int]:
+        """Of a group's allowed widths (ascending), those where the group's latency (every other
+        group dense) steps down: from the full width down, a width is kept only if it is faster
+        than the last one kept, so that each equal-latency step keeps its widest width."""
+        sizes = list(self.sizes)
+        kept: list[int] = []
+        last = None
+        for w in sorted(widths, reverse=True):
+            sizes[group] = w
+            t = sum(term(sizes) for term in self._touching["latency"][group])
+            if last is None or t < last * (1.0 - 1e-3):
+                kept.append(w)
+                last = t
+        return sorted(kept)
+
+
+def latency_cost(base: CostModel, layers: Sequence[Any], table, target: str | None = None) -> LatencyCostModel:
+    """``base`` plus the latency terms of ``layers`` (`Layer` s of the model) from ``table``."""
+    by_layer = {t.layer: t for t in base.flops_terms}
+    terms, skipped = [], []
+    covered = set()
+    for layer in layers:
+        flops = by_layer.get(layer.name)
+        if flops is None:
+            continue
+        curve = table.curve(layer.signature, (layer.cin, layer.cout))
+        terms.append(LatencyTerm(layer.name, curve, flops.a, flops.b))
+        covered.add(layer.name)
+    for t in base.flops_terms:
+        if t.layer not in covered and t.groups:
+            skipped.append(t.layer)
+    if not terms:
+        raise BudgetError("a latency budget needs the model's layers in the latency table; none of them is there")
+    return LatencyCostModel(sizes=base.sizes, flops_terms=base.flops_terms, params_terms=base.params_terms,
+                            params_const=base.params_const, latency_terms=tuple(terms),
+                            target=target or table.target, skipped=tuple(skipped))
+
+
+def fit_calibration(points: Sequence[dict[str, Any]]) -> Calibration:
+    """alpha, beta from measured points ``{"table_ms", "measured_ms", ...}``: the line through
+    the first two (dense and narrowed). With one point, or a fit that is not increasing (the
+    two measurements within noise of each other), the model ms is proportional to the sum."""
+    pts = tuple(dict(p) for p in points)
+    if not pts:
+        raise BudgetError("calibrating a latency model needs at least one measured point")
+    s0, m0 = pts[0]["table_ms"], pts[0]["measured_ms"]
+    if len(pts) >= 2:
+        s1, m1 = pts[1]["table_ms"], pts[1]["measured_ms"]
+        if s0 != s1:
+            alpha = (m0 - m1) / (s0 - s1)
+            if alpha > 0:
+                return Calibration(alpha, m0 - alpha * s0, pts)
+    return Calibration(m0 / s0, 0.0, pts)
