@@ -86,19 +86,20 @@ OUTLIER = 0.25  # a point this far (relative) from the first fit, and 3x the med
 
 class Curve:
     """An operator's latency ``t(cin, cout) = c0 + c1 cin + c2 cout + c3 cin cout`` (depthwise:
-    ``c0 + c1 w``): fixed overhead, memory traffic in each width and the multiply-accumulates,
+    ``c0 + c1 w``) in the widths padded to the table's channel block (`probe_staircase`: a width
+    inside a block runs as the block's widest): fixed overhead, memory traffic in each width and the multiply-accumulates,
     fitted by least squares in relative error to all of the operator's measured points, after
     dropping the points the first fit misses by more than ``OUTLIER`` and 3x its median miss (a
     slow spell of a shared machine during one point's runs). A smooth fit, not the points
     themselves: a single slow point at the full width would otherwise pass into every delta."""
 
-    def __init__(self, sig: OpSignature, pts: dict[tuple[int, int], float]) -> None:
-        self.sig = sig
+    def __init__(self, sig: OpSignature, pts: dict[tuple[int, int], float], block: int = 1) -> None:
+        self.sig, self.block = sig, max(1, int(block))
         items = [(a, b, ms) for (a, b), ms in pts.items() if ms > 0 and (not sig.depthwise or a == b)]
         if not items:
             raise LatencyTableError(f"the latency table has no measured points of {sig.key()!r}")
-        a = np.array([p[0] for p in items], dtype=np.float64)
-        b = np.array([p[1] for p in items], dtype=np.float64)
+        a = self._up(np.array([p[0] for p in items], dtype=np.float64))
+        b = self._up(np.array([p[1] for p in items], dtype=np.float64))
         t = np.array([p[2] for p in items], dtype=np.float64)
         keep = np.ones(len(t), dtype=bool)
         for _ in range(2):
@@ -125,7 +126,13 @@ class Curve:
     def _eval(self, a, b):
         return self._design(a, b) @ self.coef
 
+    def _up(self, w):
+        """Widths as the kernels run them: padded to the next multiple of the block
+        (`probe_staircase`); the fit is in these widths too."""
+        return w if self.block == 1 else np.ceil(np.asarray(w, dtype=np.float64) / self.block - 1e-9) * self.block
+
     def __call__(self, cin: float, cout: float) -> float:
+        cin, cout = self._up(cin), self._up(cout)
         return max(float(self._eval(cin, cout)), self.floor)
 
 
@@ -142,7 +149,13 @@ class LatencyTable:
     settings: dict[str, Any] = field(default_factory=dict)  # step, points, runs, warmup
     build_s: float = 0.0
     timed: int = 0  # operators timed by the last build (points + checks)
+    staircase: dict[str, Any] = field(default_factory=dict)  # `probe_staircase`'s result
     _curves: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def block(self) -> int:
+        """The measured channel block of the runtime's kernels (1: none measured)."""
+        return int(self.staircase.get("block", 1))
 
     # ---- reading points ----------------------------------------------------------------------
 
@@ -167,7 +180,7 @@ class LatencyTable:
         key = sig.key()
         cached = self._curves.get(key)
         if cached is None:
-            cached = self._curves[key] = Curve(sig, self._points(sig))
+            cached = self._curves[key] = Curve(sig, self._points(sig), self.block)
         if full is not None and not sig.depthwise and not self._has_full(sig, full):
             raise LatencyTableError(f"the latency table has no sweep of {key!r} at {full[0]} -> {full[1]} channels")
         return cached
@@ -183,7 +196,8 @@ class LatencyTable:
 
     def to_json(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "target": self.target, "machine": self.machine, "runtime": self.runtime,
-                "settings": self.settings, "build_s": self.build_s, "layers": self.layers, "entries": self.entries}
+                "settings": self.settings, "build_s": self.build_s, "staircase": self.staircase,
+                "layers": self.layers, "entries": self.entries}
 
     def save(self, path: str | os.PathLike) -> Path:
         from edgeprune.files.atomic import write_json
@@ -201,7 +215,7 @@ class LatencyTable:
             raise LatencyTableError(f"{path}: not a latency table (schema {SCHEMA!r} expected)")
         return cls(target=data["target"], machine=data["machine"], runtime=data["runtime"],
                    entries=data["entries"], layers=data.get("layers", []), settings=data.get("settings", {}),
-                   build_s=float(data.get("build_s", 0.0)))
+                   build_s=float(data.get("build_s", 0.0)), staircase=data.get("staircase") or {})
 
     def check_same_place(self, machine: dict[str, Any], runtime: dict[str, Any], where: str) -> None:
         """LatencyTableError unless this table was measured on the same CPU, ISA, runtime and settings."""
@@ -265,6 +279,41 @@ def time_ops(sig: OpSignature, pairs: Sequence[tuple[int, int]], target, runs: i
     return [float(np.median(s)) for s in samples]
 
 
+STAIRCASE_SIGNATURE = OpSignature("conv", (3, 3), (1, 1), (1, 1), (1, 1), False, (28, 28), True)
+STAIRCASE_BLOCKS = (1, 2, 4, 8, 16, 32)
+STAIRCASE_WIDTHS = tuple(range(33, 97))  # output widths 33..96 of a 64-channel 3x3 conv at 28x28
+
+
+def fit_block(widths: Sequence[int], ms: Sequence[float], blocks: Sequence[int] = STAIRCASE_BLOCKS) -> dict[str, Any]:
+    """Which channel block explains the measured times best: for each block B, the least-squares
+    line in ``ceil(w / B) x B`` (B = 1: in w itself, no staircase), refitted without the 10% of
+    points it misses most (slow spells of a shared machine); the block with the smallest
+    residual, the smallest B among those within 5% of it (a finer block is the safer claim)."""
+    w = np.asarray(widths, dtype=np.float64)
+    t = np.asarray(ms, dtype=np.float64)
+    keep_n = max(2, int(round(0.9 * len(t))))
+    residuals = {}
+    for b in blocks:
+        x = np.stack([np.ones_like(w), np.ceil(w / b - 1e-9) * b], axis=-1)
+        coef, *_ = np.linalg.lstsq(x, t, rcond=None)
+        best_points = np.argsort(np.abs(x @ coef - t))[:keep_n]
+        coef, *_ = np.linalg.lstsq(x[best_points], t[best_points], rcond=None)
+        residuals[int(b)] = float(np.sum((x[best_points] @ coef - t[best_points]) ** 2))
+    best = min(residuals.values())
+    block = min(b for b, r in residuals.items() if r <= 1.05 * best + 1e-18)
+    return {"block": block, "residuals": {str(b): r for b, r in residuals.items()}}
+
+
+def probe_staircase(target, runs: int, warmup: int, folder: str) -> dict[str, Any]:
+    """Time one conv (64 -> w channels, 3x3, 28x28) at every output width ``STAIRCASE_WIDTHS``,
+    interleaved, and fit the runtime's channel block (`fit_block`): widths inside one block
+    cost the same (the kernel pads to the block), so a latency budget keeps each block's widest."""
+    pairs = [(64, w) for w in STAIRCASE_WIDTHS]
+    ms = time_ops(STAIRCASE_SIGNATURE, pairs, target, runs, warmup, folder)
+    return {**fit_block(STAIRCASE_WIDTHS, ms), "signature": STAIRCASE_SIGNATURE.to_json(), "cin": 64,
+            "widths": list(STAIRCASE_WIDTHS), "ms": ms}
+
+
 def place(target) -> tuple[dict[str, Any], dict[str, Any]]:
     """(machine, runtime) fingerprints: where a table's numbers hold."""
     from edgeprune.profile.machine import machine_info
@@ -325,6 +374,9 @@ def build_table(
     bar = progress_bar(len(signatures), "latency table (operators)", progress)
     checked: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        if not table.staircase:
+            table.staircase = probe_staircase(target, runs, warmup, tmp)
+            table._curves.clear()
         for key, sig in signatures.items():  # one interleaved loop per operator: its points and checks
             pairs = todo.get(key, []) + [pt for _, pt in checks_of.get(key, [])]
             if not pairs:

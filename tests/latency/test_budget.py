@@ -1,0 +1,163 @@
+"""Latency budgets: the block fit of the staircase probe, the latency cost model and its
+calibration, allocation to latency=/latency_ms= (window, staircase widths, more FLOPs kept than a
+FLOPs allocation at the same predicted latency), and the prune CLI end to end with a table built
+here (one-shot and a training-time method, resumed)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeprune.cli import main
+from edgeprune.data.fashion_mnist import DEFAULT_ROOT, FILES
+from edgeprune.errors import BudgetError
+from edgeprune.files.staging import partial_dir
+from edgeprune.latency.cost import Calibration, fit_calibration, latency_cost
+from edgeprune.latency.layers import model_layers
+from edgeprune.latency.table import LatencyTable, fit_block, layer_points
+from edgeprune.methods.magnitude import group_magnitude
+from edgeprune.models import build_model
+from edgeprune.pruning.budget import WINDOW, Budget, allocate
+from edgeprune.pruning.graph import ChannelGraph
+
+REAL = all((DEFAULT_ROOT / name).is_file() for pair in FILES.values() for name in pair)
+needs_data = pytest.mark.skipif(not REAL, reason="needs Debian's dataset-fashion-mnist (real images)")
+
+
+def test_fit_block_finds_the_kernels_channel_block_despite_slow_spells():
+    rng = np.random.default_rng(0)
+    widths = list(range(33, 97))
+    for block in (1, 8, 16):
+        ms = np.array([0.1 + 0.01 * math.ceil(w / block) * block for w in widths])
+        ms *= 1 + 0.01 * rng.standard_normal(len(ms))
+        ms[[5, 40]] *= 3  # two slow spells
+        assert fit_block(widths, ms)["block"] == block
+
+
+def test_calibration_is_the_line_through_dense_and_narrowed_or_proportional():
+    c = fit_calibration([{"table_ms": 10.0, "measured_ms": 8.0}, {"table_ms": 4.0, "measured_ms": 3.5}])
+    assert c.alpha == pytest.approx(0.75) and c.beta == pytest.approx(0.5)
+    flat = fit_calibration([{"table_ms": 10.0, "measured_ms": 8.0}, {"table_ms": 4.0, "measured_ms": 8.5}])
+    assert flat.alpha == pytest.approx(0.8) and flat.beta == 0.0  # not increasing: within noise, proportional
+
+
+def _synthetic(model, shape, graph, block=8, memory=0.0):
+    """A table for the model's layers from c0 + traffic + MACs (+ ``memory`` x input pixels x
+    width: memory-bound high-resolution layers) at widths padded to ``block``, measured at the
+    points a build would time."""
+    table = LatencyTable(target="x86-ort-1t", machine={}, runtime={}, staircase={"block": block})
+    layers = model_layers(model, shape, graph)
+    for layer in layers:
+        sig = layer.signature
+        pixels = float(np.prod(sig.hw)) if sig.hw else 1.0
+        k = float(np.prod(sig.kernel)) if sig.kernel else 1.0
+
+        def fn(a, b, pixels=pixels, k=k, dw=sig.depthwise):
+            a, b = (math.ceil(v / block) * block for v in (a, b))  # the kernels pad to the block
+            macs = pixels * k * (b if dw else a * b)
+            return 0.01 + 1e-6 * pixels * (a + b) * (1 + memory) + 2e-8 * macs
+
+        entry = table.entries.setdefault(sig.key(), {"signature": sig.to_json(), "points": {}})
+        for a, b in layer_points(layer, 16, 6):
+            entry["points"][f"{a},{b}"] = fn(a, b)
+    return table, layers
+
+
+def test_latency_budget_lands_in_the_window_on_the_staircase_and_latency_ms_agrees():
+    model, shape = build_model("torchvision:mobilenet_v2(width_mult=0.5)", (1, 3, 96, 96))
+    graph = ChannelGraph(model, shape)
+    table, layers = _synthetic(model, shape, graph, block=8)
+    cost = latency_cost(graph.cost, layers, table).calibrated(Calibration(0.8, 0.3))
+    assert cost.dense("latency") == pytest.approx(0.8 * cost.table_sum(cost.sizes) + 0.3)
+    scores = group_magnitude(graph, p=1)
+    widths = allocate(cost, scores, Budget.parse("latency=0.6"), align=1)
+    ratio = cost.latency(widths) / cost.dense("latency")
+    print(f"\nlatency=0.6: predicted {ratio:.4f}, flops {cost.flops(widths) / cost.dense('flops'):.4f}")
+    assert WINDOW * 0.6 <= ratio <= 0.6
+    # the staircase: a width inside a block costs what the block's widest does, so none is chosen
+    assert all(w % 8 == 0 or w == n for w, n in zip(widths, cost.sizes)), widths
+    ms = Budget.parse(f"latency_ms={0.6 * cost.dense('latency')}")
+    assert allocate(cost, scores, ms, align=1) == widths
+    with pytest.raises(BudgetError, match="needs a latency table"):
+        allocate(graph.cost, scores, Budget.parse("latency=0.5"), align=1)
+    with pytest.raises(BudgetError, match=r"cannot be met.*ms\)"):
+        allocate(cost, scores, Budget.parse("latency=0.01"), align=1)
+
+
+def test_latency_allocation_keeps_more_flops_than_flops_allocation_at_the_same_latency():
+    """Where high-resolution layers are memory-bound, FLOPs overstate what cutting them saves."""
+    model, shape = build_model("torchvision:mobilenet_v2(width_mult=0.5)", (1, 3, 96, 96))
+    graph = ChannelGraph(model, shape)
+    table, layers = _synthetic(model, shape, graph, block=1, memory=3.0)
+    cost = latency_cost(graph.cost, layers, table)
+    scores = group_magnitude(graph, p=1)
+    by_latency = allocate(cost, scores, Budget.parse("latency=0.6"), align=1)
+    target = cost.latency(by_latency)
+    # the FLOPs allocation that reaches the same predicted latency (bisection on flops=F)
+    lo, hi = 0.05, 1.0
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        if cost.latency(allocate(cost, scores, Budget.parse(f"flops={mid}"), align=1)) > target:
+            hi = mid
+        else:
+            lo = mid
+    by_flops = allocate(cost, scores, Budget.parse(f"flops={lo}"), align=1)
+    f_lat, f_flops = (cost.flops(w) / cost.dense("flops") for w in (by_latency, by_flops))
+    print(f"\nat predicted latency {target / cost.dense('latency'):.3f}: FLOPs kept {f_lat:.3f} (latency-allocated) "
+          f"vs {f_flops:.3f} (FLOPs-allocated)")
+    assert cost.latency(by_flops) <= target and f_lat > f_flops + 0.02
+
+
+def _table_cli(out, model="edgeprune:resnet20"):
+    return CliRunner().invoke(main, ["latency-table", model, "--target", "x86-ort-1t", "--out", str(out),
+                                     "--step", "8", "--points", "3", "--runs", "3", "--warmup", "0", "--checks", "0",
+                                     "--no-progress"])
+
+
+def _prune(out, *extra):
+    return CliRunner().invoke(main, ["prune", "edgeprune:resnet20", "--align", "1", "--out", str(out), *extra])
+
+
+def test_prune_cli_to_a_latency_budget_reports_the_prediction(tmp_path):
+    table = tmp_path / "r20.json"
+    built = _table_cli(table)
+    assert built.exit_code == 0, built.output
+    assert json.loads(table.read_text())["staircase"]["block"] in (1, 2, 4, 8, 16, 32)
+    result = _prune(tmp_path / "p", "--budget", "latency=0.7", "--latency-table", str(table))
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "p" / "report.json").read_text())
+    lat = report["latency"]
+    print(f"\n{result.output}")
+    assert WINDOW * 0.7 <= lat["predicted_ratio"] <= 0.7 and lat["target"] == "x86-ort-1t"
+    assert len(lat["calibration"]["points"]) == 2 and len(lat["table_digest"]) == 16
+    assert "predicted on x86-ort-1t by the latency table" in result.output
+    missing = _prune(tmp_path / "q", "--budget", "latency=0.5")
+    assert missing.exit_code == 2 and "--latency-table: --budget latency=0.5 is a latency budget" in missing.output
+    nofile = _prune(tmp_path / "q", "--budget", "latency=0.5", "--latency-table", str(tmp_path / "none.json"))
+    assert nofile.exit_code == 2 and "--latency-table: no such file" in nofile.output
+    assert not (tmp_path / "q").exists()
+
+
+@needs_data
+def test_a_training_time_method_takes_its_widths_from_the_latency_budget_and_resumes(tmp_path):
+    table = tmp_path / "r20.json"
+    assert _table_cli(table).exit_code == 0
+    args = ["--method", "dtp", "--budget", "latency=0.7", "--latency-table", str(table), "--data", "fashion-mnist",
+            "--train-subset", "64", "--test-subset", "32", "--batch-size", "32", "--epochs", "2", "--no-progress"]
+    full = _prune(tmp_path / "full", *args)
+    assert full.exit_code == 0, full.output
+    report = json.loads((tmp_path / "full" / "report.json").read_text())
+    assert WINDOW * 0.7 <= report["latency"]["predicted_ratio"] <= 0.7
+    stopped = _prune(tmp_path / "res", *args, "--stop-after", "1")
+    assert stopped.exit_code == 0 and "continue with --resume" in stopped.output
+    measured = json.loads((partial_dir(tmp_path / "res") / "latency_calibration.json").read_text())["calibration"]
+    resumed = _prune(tmp_path / "res", *args, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    again = json.loads((tmp_path / "res" / "report.json").read_text())
+    # the resumed run read the calibration its first part measured (not a new measurement)
+    assert again["latency"]["calibration"] == measured
+    assert WINDOW * 0.7 <= again["latency"]["predicted_ratio"] <= 0.7
+    sss = _prune(tmp_path / "sss", *[a if a != "dtp" else "sss" for a in args])
+    assert sss.exit_code != 0 and "does not take latency budgets" in sss.output
