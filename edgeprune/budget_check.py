@@ -47,6 +47,7 @@ class Verdict:
     status: str  # pass | FAIL | no budget | baseline | unreliable (only with ci_aware)
     notes: tuple[str, ...] = ()
     ratio_ci95: tuple[float, float] | None = None
+    predicted_ms: float | None = None  # the latency table's prediction for this model on the target
 
     @property
     def failed(self) -> bool:
@@ -69,6 +70,8 @@ class Verdict:
             "max_ratio": self.max_ratio,
             "ratio_ci95": list(self.ratio_ci95) if self.ratio_ci95 is not None else None,
             "verdict": self.status,
+            "predicted_ms": self.predicted_ms,
+            "predicted_vs_measured": (self.predicted_ms / self.median_ms - 1.0) if self.predicted_ms else None,
             "notes": list(self.notes),
         }
 
@@ -203,6 +206,7 @@ def check_budgets(
         median = float(latency["median"])
         ci = (float(latency["median_ci95"][0]), float(latency["median_ci95"][1]))
         checks: list[str] = []
+        predicted_ms = _prediction(report, target, median, notes)
 
         budget = budgets.latency_ms.get(model)
         if budget is not None:
@@ -258,9 +262,25 @@ def check_budgets(
             )
         verdicts.append(
             Verdict(model, path, median, ci, budget, ratio,
-                    budgets.max_ratio if ratio is not None else None, status, tuple(notes), ratio_ci)
+                    budgets.max_ratio if ratio is not None else None, status, tuple(notes), ratio_ci, predicted_ms)
         )
     return verdicts
+
+
+def _prediction(report: dict[str, Any], target: Target, median: float, notes: list[str]) -> float | None:
+    """The latency table's prediction the profiled model carries (a prune to a latency budget),
+    set against the measured median in a note; informative, never a verdict."""
+    predicted = report.get("model", {}).get("predicted_latency")
+    if not predicted:
+        return None
+    if predicted.get("target") != target.name:
+        notes.append(f"the latency table predicted {fmt_ms(predicted['ms'])} ms on {predicted.get('target')}, "
+                     f"not on {target.name}: not compared")
+        return None
+    ms = float(predicted["ms"])
+    notes.append(f"the latency table predicted {fmt_ms(ms)} ms; measured {fmt_ms(median)} ms "
+                 f"({100 * (ms / median - 1):+.1f}% predicted vs measured)")
+    return ms
 
 
 def format_verdicts(verdicts: Sequence[Verdict], target: Target) -> str:

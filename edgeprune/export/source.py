@@ -86,6 +86,11 @@ def load_source(
             for key in ("budget", "method", "align"):
                 if saved.report.get(key) is not None:
                     metadata[f"edgeprune.{key}"] = str(saved.report[key])
+            latency = saved.report.get("latency")
+            if latency:  # the latency table's prediction, which `edgeprune check` sets against the measurement
+                metadata |= {"edgeprune.latency_target": str(latency["target"]),
+                             "edgeprune.latency_predicted_ms": repr(float(latency["predicted_ms"])),
+                             "edgeprune.latency_dense_predicted_ms": repr(float(latency["dense_predicted_ms"]))}
         pre = saved.manifest.preprocess
         preprocess = Preprocess(tuple(pre["mean"]), tuple(pre["std"]), str(pre.get("source", "manifest"))) if pre else None
         shape = tuple(input_shape or saved.input_shape)

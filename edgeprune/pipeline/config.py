@@ -45,7 +45,7 @@ SCHEMA_KEYS: dict[str, dict[str, tuple[str, Any]]] = {
         "method": ("str", REQUIRED), "budget": ("str", REQUIRED), "min_keep": ("float", DEFAULT_MIN_KEEP),
         "align": ("int|auto", "auto"), "epochs": ("int", None), "finetune_epochs": ("int", 0),
         "lr": ("float", None), "batch_size": ("int", 128), "seed": ("int", 0), "options": ("table", {}),
-        "scratch": ("str", None),
+        "scratch": ("str", None), "latency_table": ("str", None),
     },
     "export": {"formats": ("list[str]", ["onnx", "openvino"]), "opset": ("int", 17), "fp16": ("bool", False)},
     "quantize": {
@@ -132,7 +132,7 @@ class PipelineConfig:
             input_shape=input_shape, mean=m.get("mean"), std=m.get("std"), min_keep=p.get("min_keep"), align=p.get("align"),
             target=targets[0] if targets else "", epochs=p.get("epochs"),
             finetune_epochs=p.get("finetune_epochs"), lr=p.get("lr"), batch_size=p.get("batch_size"),
-            seed=p.get("seed"), **data,
+            seed=p.get("seed"), latency_table=self.resolved.get("latency_table"), **data,
         )
 
     def scratch_request(self, out: Path, plan: Path, input_shape: tuple[int, ...] | None = None):
@@ -306,6 +306,8 @@ def _check_values(cfg: PipelineConfig, err) -> None:
                 err("train.batch_size", "must be at least 2 (BatchNorm)")
 
     def _check_prune():  # [prune]: the prune job's own checks, named as this file spells them
+        if cfg["prune"].get("latency_table") is not None:  # relative to this file, like model.weights
+            resolved["latency_table"] = str(_relative(cfg, cfg["prune"]["latency_table"]))
         request = cfg.prune_request(Path("prune"))
         problems = [(n, m) for n, m in request.problems(pipeline_name)
                     if n not in ("model", "mean", "std", "augment")]  # [model] / [data] report these

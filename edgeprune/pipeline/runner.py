@@ -72,7 +72,9 @@ STAGES: tuple[Stage, ...] = (
           lambda c: {"weights": sha256_file(Path(c.resolved["weights"])) if c.resolved.get("weights") else None},
           training=True),
     Stage("prune", S.stage_prune, ("dense",), ("prune", "data"),
-          lambda c: {"align": c.resolved["align"], "spec": c["model"]["spec"]}, training=True),
+          lambda c: {"align": c.resolved["align"], "spec": c["model"]["spec"],
+                     "latency_table": sha256_file(Path(c.resolved["latency_table"]))
+                     if c.resolved.get("latency_table") else None}, training=True),
     Stage("export", S.stage_export, ("dense", "prune"), ("export",),
           lambda c: {"mean": c["model"].get("mean"), "std": c["model"].get("std")}),
     Stage("quantize", S.stage_quantize, ("export",), ("quantize",), _quantize_extra),

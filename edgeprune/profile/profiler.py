@@ -71,13 +71,36 @@ def default_model_name(path: str | os.PathLike) -> str:
 def model_info(path: str | os.PathLike, runner: Any, name: str | None = None) -> dict[str, Any]:
     """Model identity for reports; ``name`` (default: `default_model_name`) is what budgets key on."""
     p = Path(path)
-    return {
+    info = {
         "name": name or default_model_name(p),
         "path": str(p),
         "sha256": sha256_file(p),
         "size_bytes": p.stat().st_size,
         "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": str(i.dtype)} for i in runner.inputs],
     }
+    predicted = predicted_latency(p)
+    if predicted is not None:
+        info["predicted_latency"] = predicted
+    return info
+
+
+def predicted_latency(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The latency table's prediction an exported model carries (``edgeprune.latency_*``
+    metadata, from a prune to a latency budget or with --latency-table): target and ms."""
+    from edgeprune.files.onnx_metadata import read_metadata
+
+    p = Path(path)
+    try:
+        meta = read_metadata(p.with_suffix(".onnx")) if p.suffix == ".xml" else read_metadata(p)
+    except Exception:  # noqa: BLE001 - unreadable metadata: no prediction
+        return None
+    if "edgeprune.latency_predicted_ms" not in (meta or {}) or "edgeprune.quant" in meta:
+        return None  # the tables are of the fp32 operators: no prediction for a quantized model
+    try:
+        return {"target": meta.get("edgeprune.latency_target"), "ms": float(meta["edgeprune.latency_predicted_ms"]),
+                "dense_ms": float(meta.get("edgeprune.latency_dense_predicted_ms", "nan"))}
+    except ValueError:
+        return None
 
 
 def timing_report(

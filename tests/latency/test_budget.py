@@ -133,6 +133,20 @@ def test_prune_cli_to_a_latency_budget_reports_the_prediction(tmp_path):
     assert WINDOW * 0.7 <= lat["predicted_ratio"] <= 0.7 and lat["target"] == "x86-ort-1t"
     assert len(lat["calibration"]["points"]) == 2 and len(lat["table_digest"]) == 16
     assert "predicted on x86-ort-1t by the latency table" in result.output
+    # the export carries the prediction; `check` sets it against the measured median
+    runner = CliRunner()
+    exported = runner.invoke(main, ["export", str(tmp_path / "p"), "--format", "onnx", "--out", str(tmp_path / "e")])
+    assert exported.exit_code == 0, exported.output
+    profiled = runner.invoke(main, ["profile", str(tmp_path / "e" / "model.onnx"), "--target", "x86-ort-1t",
+                                    "--runs", "5", "--warmup", "1", "--json", str(tmp_path / "prof.json")])
+    assert profiled.exit_code == 0, profiled.output
+    prof = json.loads((tmp_path / "prof.json").read_text())
+    assert prof["model"]["predicted_latency"]["ms"] == pytest.approx(lat["predicted_ms"])
+    checked = runner.invoke(main, ["check", str(tmp_path / "prof.json"), "--target", "x86-ort-1t",
+                                   "--json", str(tmp_path / "check.json")])
+    assert "the latency table predicted" in checked.output and "predicted vs measured" in checked.output
+    verdict = json.loads((tmp_path / "check.json").read_text())["results"][0]
+    assert verdict["predicted_ms"] == pytest.approx(lat["predicted_ms"])
     missing = _prune(tmp_path / "q", "--budget", "latency=0.5")
     assert missing.exit_code == 2 and "--latency-table: --budget latency=0.5 is a latency budget" in missing.output
     nofile = _prune(tmp_path / "q", "--budget", "latency=0.5", "--latency-table", str(tmp_path / "none.json"))
