@@ -162,6 +162,9 @@ def paths(tmp_path_factory):
     (w / "sweep_factories.py").write_text(FACTORIES)
     (w / "sweep-t.toml").write_text(TARGET)
     (w / "bad.toml").write_text("this is = = not toml [\n")
+    (w / "foreign_table.json").write_text(json.dumps({  # a latency table measured on another machine
+        "schema": "edgeprune.latency_table/1", "target": "x86-ort-1t", "machine": {"cpu": "elsewhere", "isa": []},
+        "runtime": {"runtime": "ort"}, "entries": {}}))
     # profile reports for `check`
     reports = {
         "malformed": "{\"schema\": ", "empty": "", "list": "[1, 2]", "object": "{}",
@@ -455,6 +458,17 @@ CASES = [
     ("info", "input-shape-syntax", ["info", "edgeprune:resnet20", "--input-shape", "0x1"], ["--input-shape"]),
     ("info", "json-read-only", ["info", "edgeprune:resnet20", "--json", "{ro}.json"], ["--json", "edgeprune-sweep.json"]),
     ("info", "json-is-a-folder", ["info", "edgeprune:resnet20", "--json", "{out}"], ["--json", "is a directory"]),
+    ("prune", "latency-without-table", ["prune", "edgeprune:resnet20", "--budget", "latency=0.5", "--out", "{out}"],
+     ["--latency-table", "latency budget", "edgeprune latency-table"]),
+    ("prune", "latency-ms-negative", ["prune", "edgeprune:resnet20", "--budget", "latency_ms=-1", "--out", "{out}"],
+     ["--budget", "latency_ms must be a positive number"]),
+    ("prune", "latency-table-missing", ["prune", "edgeprune:resnet20", "--budget", "latency=0.5", "--latency-table",
+                                        "{w}/none.json", "--out", "{out}"], ["--latency-table", "no such file"]),
+    ("prune", "latency-table-malformed", ["prune", "edgeprune:resnet20", "--budget", "latency=0.5", "--latency-table",
+                                          "{w}/malformed.json", "--out", "{out}"], ["malformed.json", "latency table"]),
+    ("prune", "latency-table-elsewhere", ["prune", "edgeprune:resnet20", "--budget", "latency=0.5", "--latency-table",
+                                          "{w}/foreign_table.json", "--out", "{out}"],
+     ["foreign_table.json", "latency tables do not travel"]),
     # ---- latency-table ----------------------------------------------------------------------
     ("latency-table", "target-unknown", ["latency-table", "edgeprune:resnet20", "--target", "nope", "--out",
                                          "{w}/t.json"], ["nope"]),

@@ -65,6 +65,11 @@ def _bad(tmp_path, old: str, new: str) -> str:
         ('max_ratio = 5.0', 'max_ratio = 5.0\nlatency_ms = { tiny = 1.0 }', ["budgets.latency_ms.tiny: unknown variant"]),
         ('[model]\nspec = "edgeprune:resnet20"', '[model]\nweights = "w.pt"',
          ["model.spec: is required", "model.weights: file"]),
+        ('budget = "flops=0.5"', 'budget = "latency=0.5"',
+         ["prune.latency_table: prune.budget latency=0.5 is a latency budget: it needs the target's latency table"]),
+        ('budget = "flops=0.5"', 'budget = "latency_ms=0"', ["prune.budget: budget 'latency_ms=0': latency_ms must be"]),
+        ('budget = "flops=0.5"', 'budget = "latency=0.5"\nlatency_table = "none.json"',
+         ["prune.latency_table: no such file: ", "none.json"]),
     ],
 )
 def test_bad_field_is_named(tmp_path, old, new, expected):
