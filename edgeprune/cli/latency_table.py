@@ -20,8 +20,11 @@ import click
               help="Off-sweep points per layer where the interpolation is checked against a measurement.")
 @click.option("--runs", type=click.IntRange(min=1), default=30, show_default=True, help="Timed runs per point.")
 @click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Untimed runs per point.")
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
+              help="The operators' precision: int8 times their QDQ graphs (what a quantized model runs). One "
+                   "precision per table.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def command(model, target_name, out, input_shape, step, points, checks, runs, warmup, no_progress) -> None:
+def command(model, target_name, out, input_shape, step, points, checks, runs, warmup, precision, no_progress) -> None:
     """Time the Conv / Gemm operators of MODEL (a model spec) on --target's runtime and thread
     settings, each as a one-operator ONNX graph, over a bounded grid of its prunable widths;
     write them keyed by operator signature with the machine and runtime they hold for. Prints
@@ -40,14 +43,17 @@ def command(model, target_name, out, input_shape, step, points, checks, runs, wa
     target = load_target(target_name)
     existing = LatencyTable.load(out) if Path(out).is_file() else None
     net, shape = build_model(model, parse_input_shape(input_shape))
-    layers = model_layers(net, shape, ChannelGraph(net, shape))
+    layers = model_layers(net, shape, ChannelGraph(net, shape), precision)
     table = build_table(layers, target, step=step, points=points, checks=checks, runs=runs, warmup=warmup,
                         existing=existing, progress=not no_progress)
     table.save(out)
     s = summary(table)
     click.echo(f"{model} on {target.name} ({table.runtime.get('runtime')} {table.runtime.get('runtime_version')}, "
-               f"{table.runtime.get('threads')} thread(s); {table.machine.get('cpu')}, "
+               f"{table.runtime.get('threads')} thread(s), {table.precision}; {table.machine.get('cpu')}, "
                f"ISA {' '.join(table.machine.get('isa') or [])})")
+    if table.staircase:
+        click.echo(f"  block   {table.block} channels (widths inside a block run as its widest; measured on a "
+                   f"64 -> 33..96 3x3 conv)")
     click.echo(f"  layers  {s['layers']} ({s['operators']} operator signatures, {s['points']} points in the table; "
                f"{table.timed} timed now in {s['build_s']:.1f} s)")
     click.echo(f"  dense   {s['layers_dense_ms']:.3f} ms summed over the layers' operators")

@@ -89,6 +89,7 @@ def load_source(
             latency = saved.report.get("latency")
             if latency:  # the latency table's prediction, which `edgeprune check` sets against the measurement
                 metadata |= {"edgeprune.latency_target": str(latency["target"]),
+                             "edgeprune.latency_precision": str(latency.get("precision", "fp32")),
                              "edgeprune.latency_predicted_ms": repr(float(latency["predicted_ms"])),
                              "edgeprune.latency_dense_predicted_ms": repr(float(latency["dense_predicted_ms"]))}
         pre = saved.manifest.preprocess

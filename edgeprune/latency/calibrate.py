@@ -73,8 +73,9 @@ def time_models(paths: Sequence[str | Path], target, runs: int, warmup: int, pro
 
 
 def calibrate(model, graph, input_shape, cost, target, align: int, *, runs: int = 50, warmup: int = 10,
-              progress: bool = False):
-    """``cost`` (a `LatencyCostModel`) calibrated on the model measured at dense and uniform widths."""
+              progress: bool = False, precision: str = "fp32"):
+    """``cost`` (a `LatencyCostModel`) calibrated on the model measured at dense and uniform
+    widths (``precision`` int8: their QDQ versions, `edgeprune.latency.int8.to_qdq`)."""
     from edgeprune.latency.cost import fit_calibration
 
     settings: list[tuple[str, list[int]]] = [("dense", list(cost.sizes)),
@@ -83,7 +84,12 @@ def calibrate(model, graph, input_shape, cost, target, align: int, *, runs: int 
         paths = []
         for name, widths in settings:
             m = model if name == "dense" else slim_copy(model, graph, input_shape, widths)
-            paths.append(export_for_timing(m, input_shape, Path(tmp) / f"{name}.onnx"))
+            path = export_for_timing(m, input_shape, Path(tmp) / f"{name}.onnx")
+            if precision == "int8":
+                from edgeprune.latency.int8 import to_qdq
+
+                path = to_qdq(path, Path(tmp) / f"{name}.int8.onnx")
+            paths.append(path)
         measured = time_models(paths, target, runs, warmup, progress)
     points: list[dict[str, Any]] = [
         {"widths": name, "table_ms": cost.table_sum(widths), "measured_ms": ms, "flops": cost.flops(widths)}

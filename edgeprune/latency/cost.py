@@ -61,6 +61,7 @@ class LatencyCostModel(CostModel):
     latency_terms: tuple[LatencyTerm, ...] = ()
     calibration: Calibration = Calibration()
     target: str = ""
+    precision: str = "fp32"  # of the table's operators (int8: the quantized model's latency)
     skipped: tuple[str, ...] = ()  # layers with FLOPs the table has no operator for (constant in beta)
 
     def __post_init__(self) -> None:
@@ -128,7 +129,7 @@ def latency_cost(base: CostModel, layers: Sequence[Any], table, target: str | No
         raise BudgetError("a latency budget needs the model's layers in the latency table; none of them is there")
     return LatencyCostModel(sizes=base.sizes, flops_terms=base.flops_terms, params_terms=base.params_terms,
                             params_const=base.params_const, latency_terms=tuple(terms),
-                            target=target or table.target, skipped=tuple(skipped))
+                            target=target or table.target, precision=table.precision, skipped=tuple(skipped))
 
 
 def fit_calibration(points: Sequence[dict[str, Any]]) -> Calibration:

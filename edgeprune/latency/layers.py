@@ -7,10 +7,11 @@ from edgeprune.latency.ops import OpSignature
 from edgeprune.latency.table import Layer
 
 
-def model_layers(model, input_shape, graph=None) -> list[Layer]:
+def model_layers(model, input_shape, graph=None, precision: str = "fp32") -> list[Layer]:
     """Every Conv2d and Linear that runs, in execution order (grouped convs other than depthwise
     are not supported by the table yet and are left out). With ``graph`` (a `ChannelGraph` of
-    the model), only the channel counts pruning can change are swept."""
+    the model), only the channel counts pruning can change are swept. ``precision``: the
+    operators' (fp32, or int8 for the quantized model)."""
     prunable = _prunable_dims(graph) if graph is not None else None
     import torch
     from torch import nn
@@ -30,10 +31,11 @@ def model_layers(model, input_shape, graph=None) -> list[Layer]:
                     return
                 pad = module.padding if isinstance(module.padding, tuple) else (0, 0)
                 sig = OpSignature("conv", tuple(module.kernel_size), tuple(module.stride), tuple(pad),
-                                  tuple(module.dilation), depthwise, tuple(x.shape[2:]), True)
+                                  tuple(module.dilation), depthwise, tuple(x.shape[2:]), True, precision)
                 seen.append(Layer(name, sig, module.in_channels, module.out_channels, *dims(name)))
             elif isinstance(module, nn.Linear) and x.dim() == 2:
-                seen.append(Layer(name, OpSignature("gemm", relu=False), module.in_features, module.out_features,
+                seen.append(Layer(name, OpSignature("gemm", relu=False, precision=precision), module.in_features,
+                                  module.out_features,
                                   *dims(name)))
         return record
 

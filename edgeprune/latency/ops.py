@@ -28,14 +28,16 @@ class OpSignature:
     depthwise: bool = False
     hw: tuple[int, ...] = ()
     relu: bool = True
+    precision: str = "fp32"  # "int8": the QDQ graph (`edgeprune.latency.int8`)
 
     def key(self) -> str:
         """A stable text key (the table's JSON keys)."""
+        tail = "" if self.precision == "fp32" else f" {self.precision}"
         if self.op == "gemm":
-            return f"gemm relu={int(self.relu)}"
+            return f"gemm relu={int(self.relu)}{tail}"
         dims = lambda t: "x".join(str(v) for v in t)  # noqa: E731
         return (f"conv k={dims(self.kernel)} s={dims(self.stride)} p={dims(self.padding)} d={dims(self.dilation)} "
-                f"dw={int(self.depthwise)} hw={dims(self.hw)} relu={int(self.relu)}")
+                f"dw={int(self.depthwise)} hw={dims(self.hw)} relu={int(self.relu)}{tail}")
 
     def to_json(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -53,7 +53,8 @@ def latency_cost_model(model, graph, input_shape, source: LatencySource, align: 
     from edgeprune.latency.cost import Calibration, latency_cost
     from edgeprune.latency.layers import model_layers
 
-    cost = latency_cost(graph.cost, model_layers(model, input_shape, graph), source.table)
+    precision = source.table.precision
+    cost = latency_cost(graph.cost, model_layers(model, input_shape, graph, precision), source.table)
     saved = Path(folder) / CALIBRATION_FILE if folder is not None else None
     if saved is not None and saved.is_file():
         data = json.loads(saved.read_text())
@@ -61,7 +62,7 @@ def latency_cost_model(model, graph, input_shape, source: LatencySource, align: 
             c = data["calibration"]
             return cost.calibrated(Calibration(float(c["alpha"]), float(c["beta"]), tuple(c["points"])))
     cost = calibrate(model, graph, input_shape, cost, source.target, align, runs=source.runs,
-                     warmup=source.warmup, progress=progress)
+                     warmup=source.warmup, progress=progress, precision=precision)
     if saved is not None:
         from edgeprune.files.atomic import write_json
 
@@ -72,7 +73,7 @@ def latency_cost_model(model, graph, input_shape, source: LatencySource, align: 
 def latency_report(cost, widths, source: LatencySource | None = None) -> dict[str, Any]:
     """The prune report's ``latency`` field: predicted ms of the pruned and dense model."""
     dense, pruned = cost.dense("latency"), cost.latency(widths)
-    out = {"target": cost.target, "predicted_ms": pruned, "dense_predicted_ms": dense, "predicted_ratio": pruned / dense,
+    out = {"target": cost.target, "precision": cost.precision, "predicted_ms": pruned, "dense_predicted_ms": dense, "predicted_ratio": pruned / dense,
            "calibration": cost.calibration.to_json(), "layers_not_in_table": list(cost.skipped)}
     if source is not None:
         out["table_digest"] = source.digest()

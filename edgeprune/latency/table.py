@@ -153,6 +153,11 @@ class LatencyTable:
     _curves: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
+    def precision(self) -> str:
+        """What the table's operators run in: fp32, or int8 (QDQ); one precision per table."""
+        return str(self.settings.get("precision", "fp32"))
+
+    @property
     def block(self) -> int:
         """The measured channel block of the runtime's kernels (1: none measured)."""
         return int(self.staircase.get("block", 1))
@@ -266,6 +271,10 @@ def time_ops(sig: OpSignature, pairs: Sequence[tuple[int, int]], target, runs: i
         for i, (cin, cout) in enumerate(pairs):
             path = Path(folder) / f"op{i}.onnx"
             path.write_bytes(graph_bytes(sig, cin, cout))
+            if sig.precision == "int8":
+                from edgeprune.latency.int8 import to_qdq
+
+                path = to_qdq(path, Path(folder) / f"op{i}.int8.onnx")
             runner = open_runner(path, target.runtime.name, settings=target.runtime.settings)
             runners.append(runner)
             feeds = make_input_pool(runner.inputs, 1)[0]
@@ -285,16 +294,22 @@ STAIRCASE_WIDTHS = tuple(range(33, 97))  # output widths 33..96 of a 64-channel 
 
 
 def fit_block(widths: Sequence[int], ms: Sequence[float], blocks: Sequence[int] = STAIRCASE_BLOCKS) -> dict[str, Any]:
-    """Which channel block explains the measured times best: for each block B, the least-squares
-    line in ``ceil(w / B) x B`` (B = 1: in w itself, no staircase), refitted without the 10% of
-    points it misses most (slow spells of a shared machine); the block with the smallest
-    residual, the smallest B among those within 5% of it (a finer block is the safer claim)."""
+    """Which channel block explains the measured times best. For each block B, the least-squares
+    fit of ``c0 + c1 ceil(w / B) B + c2 [w not a multiple of B]``: a kernel that pads to the block
+    (widths inside a block cost the block's widest: ORT's fp32 NCHWc kernels) and one that takes
+    a slower path off it (int8 kernels on a width that is not a multiple of 4); B = 1 is a plain
+    line in w. Each fit is redone without the 10% of points it misses most (slow spells of a
+    shared machine). The block with the smallest residual wins, the smallest B among those within
+    5% of it (a finer block is the safer claim)."""
     w = np.asarray(widths, dtype=np.float64)
     t = np.asarray(ms, dtype=np.float64)
-    keep_n = max(2, int(round(0.9 * len(t))))
+    keep_n = max(3, int(round(0.9 * len(t))))
     residuals = {}
     for b in blocks:
-        x = np.stack([np.ones_like(w), np.ceil(w / b - 1e-9) * b], axis=-1)
+        columns = [np.ones_like(w), np.ceil(w / b - 1e-9) * b]
+        if b > 1:
+            columns.append((np.mod(w, b) != 0).astype(np.float64))
+        x = np.stack(columns, axis=-1)
         coef, *_ = np.linalg.lstsq(x, t, rcond=None)
         best_points = np.argsort(np.abs(x @ coef - t))[:keep_n]
         coef, *_ = np.linalg.lstsq(x[best_points], t[best_points], rcond=None)
@@ -304,13 +319,16 @@ def fit_block(widths: Sequence[int], ms: Sequence[float], blocks: Sequence[int] 
     return {"block": block, "residuals": {str(b): r for b, r in residuals.items()}}
 
 
-def probe_staircase(target, runs: int, warmup: int, folder: str) -> dict[str, Any]:
+def probe_staircase(target, runs: int, warmup: int, folder: str, precision: str = "fp32") -> dict[str, Any]:
     """Time one conv (64 -> w channels, 3x3, 28x28) at every output width ``STAIRCASE_WIDTHS``,
     interleaved, and fit the runtime's channel block (`fit_block`): widths inside one block
     cost the same (the kernel pads to the block), so a latency budget keeps each block's widest."""
+    import dataclasses
+
     pairs = [(64, w) for w in STAIRCASE_WIDTHS]
-    ms = time_ops(STAIRCASE_SIGNATURE, pairs, target, runs, warmup, folder)
-    return {**fit_block(STAIRCASE_WIDTHS, ms), "signature": STAIRCASE_SIGNATURE.to_json(), "cin": 64,
+    sig = dataclasses.replace(STAIRCASE_SIGNATURE, precision=precision)
+    ms = time_ops(sig, pairs, target, runs, warmup, folder)
+    return {**fit_block(STAIRCASE_WIDTHS, ms), "signature": sig.to_json(), "cin": 64,
             "widths": list(STAIRCASE_WIDTHS), "ms": ms}
 
 
@@ -349,12 +367,20 @@ def build_table(
     after checking it was measured here), then time the check points."""
     start = time.perf_counter()
     machine, runtime = place(target)
+    precisions = {layer.signature.precision for layer in layers}
+    if len(precisions) > 1:
+        raise LatencyTableError(f"one table holds one precision; the layers are in {sorted(precisions)}")
+    precision = precisions.pop() if precisions else "fp32"
     if existing is not None:
         existing.check_same_place(machine, runtime, "--table")
+        if existing.precision != precision:
+            raise LatencyTableError(f"the table holds {existing.precision} operators, not {precision}: one table holds "
+                                    "one precision; write the other to another file")
         table = existing
     else:
         table = LatencyTable(target=target.name, machine=machine, runtime=runtime)
-    table.settings = {"step": step, "points": points, "checks": checks, "runs": runs, "warmup": warmup}
+    table.settings = {"step": step, "points": points, "checks": checks, "runs": runs, "warmup": warmup,
+                      "precision": precision}
     todo: dict[str, list[tuple[int, int]]] = {}  # signature key -> points to measure
     signatures: dict[str, OpSignature] = {}
     for layer in layers:
@@ -375,7 +401,7 @@ def build_table(
     checked: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         if not table.staircase:
-            table.staircase = probe_staircase(target, runs, warmup, tmp)
+            table.staircase = probe_staircase(target, runs, warmup, tmp, precision)
             table._curves.clear()
         for key, sig in signatures.items():  # one interleaved loop per operator: its points and checks
             pairs = todo.get(key, []) + [pt for _, pt in checks_of.get(key, [])]

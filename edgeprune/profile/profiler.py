@@ -94,10 +94,13 @@ def predicted_latency(path: str | os.PathLike) -> dict[str, Any] | None:
         meta = read_metadata(p.with_suffix(".onnx")) if p.suffix == ".xml" else read_metadata(p)
     except Exception:  # noqa: BLE001 - unreadable metadata: no prediction
         return None
-    if "edgeprune.latency_predicted_ms" not in (meta or {}) or "edgeprune.quant" in meta:
-        return None  # the tables are of the fp32 operators: no prediction for a quantized model
+    if "edgeprune.latency_predicted_ms" not in (meta or {}):
+        return None
+    if ("edgeprune.quant" in meta) != (meta.get("edgeprune.latency_precision", "fp32") == "int8"):
+        return None  # an fp32 table's prediction is not the quantized model's, nor the other way round
     try:
-        return {"target": meta.get("edgeprune.latency_target"), "ms": float(meta["edgeprune.latency_predicted_ms"]),
+        return {"target": meta.get("edgeprune.latency_target"), "precision": meta.get("edgeprune.latency_precision", "fp32"),
+                "ms": float(meta["edgeprune.latency_predicted_ms"]),
                 "dense_ms": float(meta.get("edgeprune.latency_dense_predicted_ms", "nan"))}
     except ValueError:
         return None

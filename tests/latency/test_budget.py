@@ -34,6 +34,9 @@ def test_fit_block_finds_the_kernels_channel_block_despite_slow_spells():
         ms *= 1 + 0.01 * rng.standard_normal(len(ms))
         ms[[5, 40]] *= 3  # two slow spells
         assert fit_block(widths, ms)["block"] == block
+    # int8 kernels: a width off a multiple of 4 takes a slower path (slower than the next multiple)
+    ms = np.array([0.2 + 0.003 * w + (0.15 if w % 4 else 0.0) for w in widths])
+    assert fit_block(widths, ms * (1 + 0.02 * rng.standard_normal(len(ms))))["block"] == 4
 
 
 def test_calibration_is_the_line_through_dense_and_narrowed_or_proportional():
@@ -110,10 +113,10 @@ def test_latency_allocation_keeps_more_flops_than_flops_allocation_at_the_same_l
     assert cost.latency(by_flops) <= target and f_lat > f_flops + 0.02
 
 
-def _table_cli(out, model="edgeprune:resnet20"):
+def _table_cli(out, *extra, model="edgeprune:resnet20"):
     return CliRunner().invoke(main, ["latency-table", model, "--target", "x86-ort-1t", "--out", str(out),
                                      "--step", "8", "--points", "3", "--runs", "3", "--warmup", "0", "--checks", "0",
-                                     "--no-progress"])
+                                     "--no-progress", *extra])
 
 
 def _prune(out, *extra):
@@ -132,7 +135,7 @@ def test_prune_cli_to_a_latency_budget_reports_the_prediction(tmp_path):
     print(f"\n{result.output}")
     assert WINDOW * 0.7 <= lat["predicted_ratio"] <= 0.7 and lat["target"] == "x86-ort-1t"
     assert len(lat["calibration"]["points"]) == 2 and len(lat["table_digest"]) == 16
-    assert "predicted on x86-ort-1t by the latency table" in result.output
+    assert "predicted on x86-ort-1t (fp32) by the latency table" in result.output
     # the export carries the prediction; `check` sets it against the measured median
     runner = CliRunner()
     exported = runner.invoke(main, ["export", str(tmp_path / "p"), "--format", "onnx", "--out", str(tmp_path / "e")])
@@ -175,3 +178,45 @@ def test_a_training_time_method_takes_its_widths_from_the_latency_budget_and_res
     assert WINDOW * 0.7 <= again["latency"]["predicted_ratio"] <= 0.7
     sss = _prune(tmp_path / "sss", *[a if a != "dtp" else "sss" for a in args])
     assert sss.exit_code != 0 and "does not take latency budgets" in sss.output
+
+
+def test_an_int8_table_times_qdq_operators_and_budgets_the_quantized_model(tmp_path):
+    table = tmp_path / "r20.int8.json"
+    built = _table_cli(table, "--precision", "int8")
+    assert built.exit_code == 0, built.output
+    data = json.loads(table.read_text())
+    assert data["settings"]["precision"] == "int8" and all(k.endswith(" int8") for k in data["entries"])
+    assert data["staircase"]["signature"]["precision"] == "int8"
+    mixed = _table_cli(table)  # fp32 layers into the int8 table: refused, the table is untouched
+    assert mixed.exit_code == 2 and "holds int8 operators, not fp32" in mixed.output
+    assert json.loads(table.read_text()) == data
+    # resnet20's int8 operators at 28x28 take 0.02-0.1 ms, mostly fixed overhead: a flops budget,
+    # with the table's int8 prediction in the report (benchmarks/latency_budget.py budgets resnet18 in int8)
+    result = _prune(tmp_path / "p", "--budget", "flops=0.5", "--latency-table", str(table))
+    assert result.exit_code == 0, result.output
+    lat = json.loads((tmp_path / "p" / "report.json").read_text())["latency"]
+    assert lat["precision"] == "int8" and 0 < lat["predicted_ms"] <= lat["dense_predicted_ms"] * 1.05
+    assert "(int8) by the latency table" in result.output
+
+
+def test_a_prediction_applies_only_to_the_precision_it_was_made_for(tmp_path):
+    import onnx
+
+    from edgeprune.latency.ops import OpSignature, graph_bytes
+    from edgeprune.profile.profiler import predicted_latency
+
+    def model_with(**props):
+        m = onnx.load_from_string(graph_bytes(OpSignature("gemm", relu=False), 4, 4))
+        for k, v in props.items():
+            m.metadata_props.add(key=k, value=v)
+        path = tmp_path / f"m{len(list(tmp_path.iterdir()))}.onnx"
+        onnx.save(m, str(path))
+        return path
+
+    fp32 = {"edgeprune.latency_target": "x86-ort-1t", "edgeprune.latency_predicted_ms": "1.5",
+            "edgeprune.latency_precision": "fp32"}
+    assert predicted_latency(model_with(**fp32))["ms"] == 1.5
+    assert predicted_latency(model_with(**fp32, **{"edgeprune.quant": "{}"})) is None  # quantized: not its prediction
+    int8 = {**fp32, "edgeprune.latency_precision": "int8", "edgeprune.quant": "{}"}
+    assert predicted_latency(model_with(**int8))["precision"] == "int8"
+    assert predicted_latency(model_with()) is None
