@@ -75,7 +75,8 @@ def run_seed(seed: int, args, data) -> dict:
     def entry(r, **extra) -> dict:
         return {"accuracy": r.report["accuracy"], "flops_ratio": r.report["flops_ratio"],
                 "params_ratio": r.report["params_ratio"], "widths": list(r.plan.widths),
-                "removed_blocks": list(r.plan.removed_blocks), **extra}
+                "removed_blocks": list(r.plan.removed_blocks),
+                "bn_recalibration": r.report.get("bn_recalibration"), **extra}
 
     def fresh():
         torch.manual_seed(seed)

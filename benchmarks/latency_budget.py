@@ -3,18 +3,23 @@ the dense latency, and how does it compare with FLOPs-allocated pruning at the s
 
 For each model and target:
   1. build (or extend) the model's latency table on the target (`edgeprune latency-table`);
-  2. prune (l1) to ``latency=L``: the calibrated table predicts the pruned model's ms;
-  3. prune (l1) to ``flops=F`` for several F (the FLOPs-allocated baseline);
+  2. prune (l1) to ``latency=L`` (``--latency-align``, 1: the widths follow the table's measured
+     staircase alone): the calibrated table predicts the pruned model's ms;
+  3. prune (l1) to ``flops=F`` for several F (the FLOPs-allocated baseline, the target's align);
   4. export dense and every pruned model to ONNX (batch 1) and time them all interleaved in one
      loop on the target's runtime and settings (A B C ... A B C, same inputs).
 Reported: measured pruned / dense ratio of the latency-allocated model, its predicted ms vs
 measured ms, and the FLOPs the FLOPs-allocated models keep at the same measured latency
 (interpolated between the F values), plus the speedup realized vs requested.
 
-    .venv/bin/python benchmarks/latency_budget.py [--models ...] [--targets ...] [--latency 0.5]
+    .venv/bin/python benchmarks/latency_budget.py [--models ...] [--targets ...] [--precisions fp32 int8]
+        [--latency 0.5] [--resume]
 
-Weights are random (latency does not depend on them); tables are kept in --tables and reused.
-Prints a markdown table and writes JSON (--json).
+``--precisions int8`` builds int8 (QDQ) tables and times the quantized models (ONNX Runtime's
+quantizer, random calibration inputs: int8 kernels run at the same speed whatever the ranges).
+Weights are random (latency does not depend on them); tables are kept in --tables and reused
+(a reused table's build time is the time to check it). Prints a markdown table and writes JSON
+(--json) after every row; --resume keeps the rows already there.
 """
 
 from __future__ import annotations
@@ -40,7 +45,45 @@ def interpolate_flops(points: list[tuple[float, float]], ratio: float) -> float 
     return None
 
 
-def run_one(spec: str, target_name: str, args) -> dict:
+def importance_kept(scores, widths) -> float:
+    """The fraction of the l1 importance the widths keep (each group's top channels, scores
+    normalised per group as the allocator does): what the allocator maximises."""
+    import numpy as np
+
+    from edgeprune.pruning.budget import _normalise
+
+    kept = total = 0.0
+    for s, w in zip(scores, widths):
+        ranked = np.sort(_normalise(s))[::-1]
+        kept += float(ranked[:w].sum())
+        total += float(ranked.sum())
+    return kept / total
+
+
+def add_importance(row: dict) -> dict:
+    """The importance kept by the row's models and, interpolated, by the FLOPs-allocated models
+    at the latency-allocated model's measured latency (recomputed from the deterministic prunes)."""
+    import torch
+
+    from edgeprune.methods import get_method
+    from edgeprune.models import build_model
+    from edgeprune.pruning.budget import Budget, allocate
+    from edgeprune.pruning.graph import ChannelGraph
+
+    torch.manual_seed(0)
+    model, shape = build_model(row["model"])
+    graph = ChannelGraph(model, shape)
+    scores = get_method("l1").scores(model, graph)
+    row["latency_model"]["importance_kept"] = importance_kept(scores, row["latency_model"]["widths"])
+    for f in row["flops_models"]:
+        widths = allocate(graph.cost, scores, Budget.parse(f"flops={f['flops_request']:g}"), row["align_flops"])
+        f["importance_kept"] = importance_kept(scores, widths)
+    points = [(f["importance_kept"], f["measured_ratio"]) for f in row["flops_models"]]
+    row["importance_at_same_latency"] = interpolate_flops(points, row["latency_model"]["measured_ratio"])
+    return row
+
+
+def run_one(spec: str, target_name: str, precision: str, args) -> dict:
     import torch
 
     from edgeprune.latency.calibrate import export_for_timing, time_models
@@ -58,24 +101,30 @@ def run_one(spec: str, target_name: str, args) -> dict:
     model, shape = build_model(spec)
     model.eval()
     name = spec.split(":")[-1]
-    table_path = Path(args.tables) / f"{name}.{target.name}.json"
+    table_path = Path(args.tables) / f"{name}.{target.name}{'' if precision == 'fp32' else '.' + precision}.json"
     existing = LatencyTable.load(table_path) if table_path.is_file() else None
     t0 = time.perf_counter()
-    table = build_table(model_layers(model, shape, ChannelGraph(model, shape)), target, existing=existing,
-                        checks=2 if existing is None else 0)
+    table = build_table(model_layers(model, shape, ChannelGraph(model, shape), precision), target, existing=existing,
+                        checks=2 if existing is None else 0, progress=args.progress)
     table_s = time.perf_counter() - t0
     table.save(table_path)
     source = LatencySource(table, target, runs=args.calibration_runs, warmup=args.warmup)
     align = target.align
     t0 = time.perf_counter()
-    by_latency = prune_one_shot(model, spec, shape, "l1", Budget.parse(f"latency={args.latency:g}"), align,
-                                latency=source)
+    by_latency = prune_one_shot(model, spec, shape, "l1", Budget.parse(f"latency={args.latency:g}"),
+                                args.latency_align, latency=source)
     prune_s = time.perf_counter() - t0
     by_flops = {f: prune_one_shot(model, spec, shape, "l1", Budget.parse(f"flops={f:g}"), align) for f in args.flops}
     with tempfile.TemporaryDirectory() as tmp:
-        paths = [export_for_timing(model, shape, Path(tmp) / "dense.onnx"),
-                 export_for_timing(by_latency.model, shape, Path(tmp) / "latency.onnx")]
-        paths += [export_for_timing(r.model, shape, Path(tmp) / f"flops{f:g}.onnx") for f, r in by_flops.items()]
+        models = [("dense", model), ("latency", by_latency.model)] + [(f"flops{f:g}", r.model) for f, r in by_flops.items()]
+        paths = []
+        for label, m in models:
+            path = export_for_timing(m, shape, Path(tmp) / f"{label}.onnx")
+            if precision == "int8":  # the quantized model, as it ships
+                from edgeprune.latency.int8 import to_qdq
+
+                path = to_qdq(path, Path(tmp) / f"{label}.int8.onnx")
+            paths.append(path)
         ms = time_models(paths, target, args.runs, args.warmup)
     dense_ms, lat_ms = ms[0], ms[1]
     lat = by_latency.report["latency"]
@@ -84,7 +133,9 @@ def run_one(spec: str, target_name: str, args) -> dict:
     same_latency_flops = interpolate_flops(flops_points, measured_ratio)
     s = summary(table)
     return {
-        "model": spec, "target": target.name, "align": align, "latency_request": args.latency,
+        "model": spec, "target": target.name, "precision": precision, "align_flops": align,
+        "align_latency": args.latency_align, "latency_request": args.latency,
+        "block": table.block,
         "table": {"path": str(table_path), "build_s": round(table_s, 1), "operators": s["operators"],
                   "points": s["points"], "check_error_median": s["check_error_median"],
                   "check_error_max": s["check_error_max"]},
@@ -103,21 +154,25 @@ def run_one(spec: str, target_name: str, args) -> dict:
 def markdown(rows: list[dict], machine: dict) -> str:
     lines = [f"Machine: {machine.get('cpu')}, ISA {' '.join(machine.get('isa') or [])}, "
              f"{machine.get('usable_cores')} usable cores; l1 pruning, random weights, batch 1, 224x224.", "",
-             "| model | target | latency-allocated: measured / dense | predicted vs measured | FLOPs kept | "
-             "FLOPs-allocated at the same latency: FLOPs kept | flops=0.5: measured / dense | "
-             "speedup realized / requested | table build |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| model | target | precision | latency-allocated: measured / dense | predicted / measured ratio | "
+             "predicted vs measured ms (dense at calibration vs now) | FLOPs kept | "
+             "FLOPs-allocated at the same latency: FLOPs kept | importance kept: latency- / FLOPs-allocated | "
+             "flops=0.5: measured / dense | speedup realized / requested | table build (block) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lm = r["latency_model"]
         f05 = next((f for f in r["flops_models"] if f["flops_request"] == 0.5), None)
         same = r["flops_at_same_latency"]
         lines.append(
-            f"| {r['model'].split(':')[-1]} | {r['target']} | {lm['measured_ratio']:.3f} "
-            f"({lm['measured_ms']:.2f} / {r['dense_ms']:.2f} ms) | {100 * lm['predicted_vs_measured']:+.1f}% "
-            f"({lm['predicted_ms']:.2f} ms) | {lm['flops_ratio']:.3f} | "
-            f"{'n/a' if same is None else f'{same:.3f}'} | "
+            f"| {r['model'].split(':')[-1]} | {r['target']} | {r['precision']} | {lm['measured_ratio']:.3f} "
+            f"({lm['measured_ms']:.2f} / {r['dense_ms']:.2f} ms) | {lm['predicted_ratio']:.3f} / {lm['measured_ratio']:.3f} "
+            f"({100 * (lm['predicted_ratio'] / lm['measured_ratio'] - 1):+.1f}%) | {100 * lm['predicted_vs_measured']:+.1f}% "
+            f"({lm['predicted_ms']:.2f} ms; dense {r['calibration']['points'][0]['measured_ms']:.2f} vs "
+            f"{r['dense_ms']:.2f} ms) | {lm['flops_ratio']:.3f} | "
+            f"{'n/a' if same is None else f'{same:.3f}'} | {lm['importance_kept']:.3f} / "
+            f"{'n/a' if r['importance_at_same_latency'] is None else format(r['importance_at_same_latency'], '.3f')} | "
             f"{'n/a' if f05 is None else format(f05['measured_ratio'], '.3f')} | "
-            f"{r['speedup_realized_over_requested']:.3f} | {r['table']['build_s']:.0f} s |")
+            f"{r['speedup_realized_over_requested']:.3f} | {r['table']['build_s']:.0f} s ({r['block']}) |")
     return "\n".join(lines)
 
 
@@ -125,27 +180,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--targets", nargs="+", default=TARGETS)
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "int8"])
+    parser.add_argument("--progress", action="store_true")
     parser.add_argument("--latency", type=float, default=0.5)
+    parser.add_argument("--latency-align", type=int, default=1,
+                        help="--align of the latency-allocated model (1: the table's staircase alone decides); "
+                             "the FLOPs-allocated ones use the target's")
     parser.add_argument("--flops", type=float, nargs="+", default=FLOPS)
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--calibration-runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--tables", default="runs/latency_tables")
     parser.add_argument("--json", default="benchmarks/results/latency_budget.json")
+    parser.add_argument("--resume", action="store_true", help="keep the rows already in --json")
     args = parser.parse_args()
 
     from edgeprune.profile.machine import machine_info
 
     Path(args.tables).mkdir(parents=True, exist_ok=True)
     rows = []
+    done = json.loads(Path(args.json).read_text())["rows"] if args.resume and Path(args.json).is_file() else []
     for spec in args.models:
         for target in args.targets:
-            rows.append(run_one(spec, target, args))
-            print(json.dumps(rows[-1]["latency_model"]), flush=True)
-    machine = machine_info()
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
-    print(markdown(rows, machine))
+            for precision in args.precisions:
+                old = [r for r in done if (r["model"], r["target"], r.get("precision", "fp32")) == (spec, target, precision)]
+                row = old[0] if old else run_one(spec, target, precision, args)
+                rows.append(row if "importance_at_same_latency" in row else add_importance(row))
+                print(spec, target, precision, json.dumps(rows[-1]["latency_model"]), flush=True)
+                Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.json).write_text(json.dumps({"machine": machine_info(), "rows": rows}, indent=2))
+    print(markdown(rows, machine_info()))
 
 
 if __name__ == "__main__":
