@@ -32,6 +32,7 @@ class LatencyTerm:
     curve: Any  # edgeprune.latency.table.Curve
     a: Width
     b: Width | None = None
+    bucket: str = ""  # the input resolution ("56x56"; "" for gemm): calibrated together
 
     def __call__(self, widths: Sequence[float]) -> float:
         a = self.a(widths)
@@ -44,14 +45,26 @@ class LatencyTerm:
 
 @dataclass(frozen=True)
 class Calibration:
-    """``model ms = alpha x table sum + beta``, and the measured points it was fitted to."""
+    """``model ms = sum over resolutions r of alpha_r x (table sum of the layers at r) + beta``
+    (``alphas`` by resolution; a resolution not in it takes ``alpha``), and the measured points
+    it was fitted to."""
 
     alpha: float = 1.0
     beta: float = 0.0
     points: tuple[dict[str, Any], ...] = ()
+    alphas: tuple[tuple[str, float], ...] = ()
+
+    def scale(self, bucket: str) -> float:
+        return dict(self.alphas).get(bucket, self.alpha)
 
     def to_json(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "beta": self.beta, "points": [dict(p) for p in self.points]}
+        return {"alpha": self.alpha, "beta": self.beta, "alphas": dict(self.alphas),
+                "points": [dict(p) for p in self.points]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Calibration":
+        return cls(float(data["alpha"]), float(data["beta"]), tuple(data.get("points", ())),
+                   tuple(sorted((str(k), float(v)) for k, v in (data.get("alphas") or {}).items())))
 
 
 @dataclass(frozen=True)
@@ -75,15 +88,23 @@ class LatencyCostModel(CostModel):
     def table_sum(self, widths: Sequence[float]) -> float:
         return sum(t(widths) for t in self.latency_terms)
 
+    def bucket_sums(self, widths: Sequence[float]) -> dict[str, float]:
+        """The table sum of the layers at each input resolution."""
+        out: dict[str, float] = {}
+        for t in self.latency_terms:
+            out[t.bucket] = out.get(t.bucket, 0.0) + t(widths)
+        return out
+
     def cost(self, metric: str, widths: Sequence[float]) -> float:
         if metric == "latency":
             c = self.calibration
-            return c.alpha * self.table_sum(widths) + c.beta
+            return sum(c.scale(t.bucket) * t(widths) for t in self.latency_terms) + c.beta
         return super().cost(metric, widths)
 
     def group_cost(self, metric: str, group: int, widths: Sequence[float]) -> float:
         if metric == "latency":
-            return self.calibration.alpha * sum(t(widths) for t in self._touching["latency"][group])
+            c = self.calibration
+            return sum(c.scale(t.bucket) * t(widths) for t in self._touching["latency"][group])
         return super().group_cost(metric, group, widths)
 
     def latency(self, widths: Sequence[float]) -> float:
@@ -120,7 +141,8 @@ def latency_cost(base: CostModel, layers: Sequence[Any], table, target: str | No
         if flops is None:
             continue
         curve = table.curve(layer.signature, (layer.cin, layer.cout))
-        terms.append(LatencyTerm(layer.name, curve, flops.a, flops.b))
+        bucket = "x".join(str(v) for v in layer.signature.hw)
+        terms.append(LatencyTerm(layer.name, curve, flops.a, flops.b, bucket))
         covered.add(layer.name)
     for t in base.flops_terms:
         if t.layer not in covered and t.groups:
@@ -130,6 +152,40 @@ def latency_cost(base: CostModel, layers: Sequence[Any], table, target: str | No
     return LatencyCostModel(sizes=base.sizes, flops_terms=base.flops_terms, params_terms=base.params_terms,
                             params_const=base.params_const, latency_terms=tuple(terms),
                             target=target or table.target, precision=table.precision, skipped=tuple(skipped))
+
+
+PRIOR = 0.1  # weight of the pull of each resolution's alpha towards the two-point alpha
+
+
+def fit_buckets(points: Sequence[dict[str, Any]]) -> Calibration:
+    """Per-resolution alphas and beta by least squares over measured points ``{"buckets": {r:
+    table sum at r}, "measured_ms", "table_ms"[, "weight"]}`` (the first two: dense and uniform, which give
+    the two-point line `fit_calibration` as the prior). Each alpha_r is pulled towards the prior
+    with weight ``PRIOR`` x its dense table sum (so a resolution the points cannot tell apart
+    stays at the prior), and kept within [0.1, 10] x the prior."""
+    import numpy as np
+
+    base = fit_calibration(points[:2])
+    pts = tuple(dict(p) for p in points)
+    buckets = sorted({b for p in pts for b in p.get("buckets", {})})
+    if len(pts) < 3 or not buckets:
+        return Calibration(base.alpha, base.beta, pts)
+    dense = pts[0]["buckets"]
+    rows, rhs = [], []
+    for p in pts:  # a point's "weight" (refinement points: more than one) scales its row
+        w = float(p.get("weight", 1.0))
+        rows.append([w * p["buckets"].get(b, 0.0) for b in buckets] + [w])
+        rhs.append(w * p["measured_ms"])
+    for i, b in enumerate(buckets):
+        prior = [0.0] * (len(buckets) + 1)
+        prior[i] = PRIOR * dense.get(b, 0.0)
+        rows.append(prior)
+        rhs.append(PRIOR * dense.get(b, 0.0) * base.alpha)
+    sol, *_ = np.linalg.lstsq(np.asarray(rows), np.asarray(rhs), rcond=None)
+    alphas = np.clip(sol[:-1], 0.1 * base.alpha, 10.0 * base.alpha)
+    # beta: the dense point exactly (a budget is a fraction of the dense model as measured)
+    beta = pts[0]["measured_ms"] - float(sum(a * dense.get(b, 0.0) for a, b in zip(alphas, buckets)))
+    return Calibration(base.alpha, beta, pts, tuple((b, float(a)) for b, a in zip(buckets, alphas)))
 
 
 def fit_calibration(points: Sequence[dict[str, Any]]) -> Calibration:

@@ -44,12 +44,13 @@ class LatencySource:
 
 
 def latency_cost_model(model, graph, input_shape, source: LatencySource, align: int, *,
-                       folder: str | Path | None = None, progress: bool = False):
+                       scores=None, budget=None, folder: str | Path | None = None, progress: bool = False):
     """``graph.cost`` with the latency metric of ``model`` on the source's target, calibrated on
-    the model itself (`edgeprune.latency.calibrate`). With ``folder``, the calibration is kept
-    in folder/latency_calibration.json and reused while the table is the same, so that a
-    resumed run allocates the same widths."""
-    from edgeprune.latency.calibrate import calibrate
+    the model itself (`edgeprune.latency.calibrate`) and, for a latency ``budget`` with the
+    method's ``scores``, refined on what that budget allocates (`calibrate.refine`). With
+    ``folder``, the calibration is kept in folder/latency_calibration.json and reused while the
+    table, alignment and budget are the same, so that a resumed run allocates the same widths."""
+    from edgeprune.latency.calibrate import calibrate, refine
     from edgeprune.latency.cost import Calibration, latency_cost
     from edgeprune.latency.layers import model_layers
 
@@ -58,15 +59,19 @@ def latency_cost_model(model, graph, input_shape, source: LatencySource, align: 
     saved = Path(folder) / CALIBRATION_FILE if folder is not None else None
     if saved is not None and saved.is_file():
         data = json.loads(saved.read_text())
-        if data.get("table") == source.digest() and data.get("align") == align:
-            c = data["calibration"]
-            return cost.calibrated(Calibration(float(c["alpha"]), float(c["beta"]), tuple(c["points"])))
+        if (data.get("table") == source.digest() and data.get("align") == align
+                and data.get("budget") == (str(budget) if budget is not None else None)):
+            return cost.calibrated(Calibration.from_json(data["calibration"]))
     cost = calibrate(model, graph, input_shape, cost, source.target, align, runs=source.runs,
                      warmup=source.warmup, progress=progress, precision=precision)
+    if budget is not None and scores is not None and budget.metric == "latency":
+        cost = refine(model, graph, input_shape, cost, source.target, scores, budget, align, runs=source.runs,
+                      warmup=source.warmup, precision=precision)
     if saved is not None:
         from edgeprune.files.atomic import write_json
 
-        write_json(saved, {"table": source.digest(), "align": align, "calibration": cost.calibration.to_json()})
+        write_json(saved, {"table": source.digest(), "align": align, "budget": str(budget) if budget is not None else None,
+                           "calibration": cost.calibration.to_json()})
     return cost
 
 

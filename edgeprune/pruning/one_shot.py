@@ -58,15 +58,15 @@ def prune_one_shot(
     start = time.perf_counter()
     scorer = get_method(method, **(options or {}))
     graph = ChannelGraph(model, input_shape)
-    if latency is not None:
-        from edgeprune.latency.source import latency_cost_model
-
-        graph.cost = latency_cost_model(model, graph, input_shape, latency, align)
     if getattr(scorer, "needs_data", False):
         if calibration is None:
             raise MethodError(f"method {method!r} samples the training data: pass --data (a [data] section)")
         scorer.calibrate(model, graph, calibration)
     scores = scorer.scores(model, graph)
+    if latency is not None:
+        from edgeprune.latency.source import latency_cost_model
+
+        graph.cost = latency_cost_model(model, graph, input_shape, latency, align, scores=scores, budget=budget)
     widths = allocate(graph.cost, scores, budget, align)
     select = getattr(scorer, "select", None)
     kept = select(scores, widths) if select is not None else select_kept(scores, widths)

@@ -315,6 +315,8 @@ class PruneRequest:
         from edgeprune.pruning.scratch import MODES, plan_file
 
         what = f"{names('scratch')} trains the plan's architecture from random initialisation"
+        if self.latency_table is not None:
+            bad("latency_table", f"is not used with {names('from_plan')}: the plan fixes the widths")
         if self.scratch is None:
             bad("from_plan", f"needs {names('scratch')} E (the dense model's epochs) or B (the same training FLOPs)")
         elif self.scratch not in MODES:

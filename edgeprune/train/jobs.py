@@ -107,9 +107,10 @@ def prune_while_training(
     if budget.metric == "latency" and not getattr(pruner, "latency_budgets", True):
         raise MethodError(f"method {method!r} does not take latency budgets (it removes whole blocks, whose "
                           "latency the table does not model); use flops= or params=")
-    if latency is not None:
-        graph.cost = _latency_cost(model, graph, input_shape, latency, align, out, dist, progress)
     init_scores = pruner.scores(model, graph)
+    if latency is not None:
+        graph.cost = _latency_cost(model, graph, input_shape, latency, align, out, dist, progress,
+                                   scores=init_scores, budget=budget)
     widths = allocate(graph.cost, init_scores, budget, align)  # BudgetError if infeasible
     pruner.attach(model, graph, widths, init_scores)
     run = {
@@ -159,16 +160,16 @@ def prune_while_training(
     return PruneResult(plan, slim_model, report)
 
 
-def _latency_cost(model, graph, input_shape, latency, align, out, dist, progress):
+def _latency_cost(model, graph, input_shape, latency, align, out, dist, progress, **refine):
     """The calibrated latency cost model: measured by rank 0 (and kept in ``out``), read by the others."""
     from edgeprune.latency.source import latency_cost_model
 
     if dist.is_main:
         Path(out).mkdir(parents=True, exist_ok=True)
-        cost = latency_cost_model(model, graph, input_shape, latency, align, folder=out, progress=progress)
+        cost = latency_cost_model(model, graph, input_shape, latency, align, folder=out, progress=progress, **refine)
     dist.barrier()
     if not dist.is_main:
-        cost = latency_cost_model(model, graph, input_shape, latency, align, folder=out)
+        cost = latency_cost_model(model, graph, input_shape, latency, align, folder=out, **refine)
     return cost
 
 
