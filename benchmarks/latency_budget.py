@@ -159,7 +159,16 @@ def markdown(rows: list[dict], machine: dict) -> str:
              "FLOPs-allocated at the same latency: FLOPs kept | importance kept: latency- / FLOPs-allocated | "
              "flops=0.5: measured / dense | speedup realized / requested | table build (block) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+    def order(r):
+        m, t = r["model"], r["target"]
+        return (MODELS.index(m) if m in MODELS else 99, TARGETS.index(t) if t in TARGETS else 99,
+                r.get("precision", "fp32") != "fp32")
+
+    for r in sorted(rows, key=order):
+        if "infeasible" in r:
+            lines.append(f"| {r['model'].split(':')[-1]} | {r['target']} | {r['precision']} | not reachable: "
+                         f"{r['infeasible']} |||||||||")
+            continue
         lm = r["latency_model"]
         f05 = next((f for f in r["flops_models"] if f["flops_request"] == 0.5), None)
         same = r["flops_at_same_latency"]
@@ -195,18 +204,25 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="keep the rows already in --json")
     args = parser.parse_args()
 
+    from edgeprune.errors import BudgetError
     from edgeprune.profile.machine import machine_info
 
     Path(args.tables).mkdir(parents=True, exist_ok=True)
-    rows = []
     done = json.loads(Path(args.json).read_text())["rows"] if args.resume and Path(args.json).is_file() else []
+    wanted = {(m, t, p) for m in args.models for t in args.targets for p in args.precisions}
+    rows = [r for r in done if (r["model"], r["target"], r.get("precision", "fp32")) not in wanted]  # kept as they are
     for spec in args.models:
         for target in args.targets:
             for precision in args.precisions:
                 old = [r for r in done if (r["model"], r["target"], r.get("precision", "fp32")) == (spec, target, precision)]
-                row = old[0] if old else run_one(spec, target, precision, args)
-                rows.append(row if "importance_at_same_latency" in row else add_importance(row))
-                print(spec, target, precision, json.dumps(rows[-1]["latency_model"]), flush=True)
+                try:
+                    row = old[0] if old else run_one(spec, target, precision, args)
+                except BudgetError as err:  # a budget the model cannot reach on this target: said, not hidden
+                    row = {"model": spec, "target": target, "precision": precision, "infeasible": str(err)}
+                if "infeasible" not in row and "importance_at_same_latency" not in row:
+                    row = add_importance(row)
+                rows.append(row)
+                print(spec, target, precision, json.dumps(row.get("latency_model") or row["infeasible"]), flush=True)
                 Path(args.json).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.json).write_text(json.dumps({"machine": machine_info(), "rows": rows}, indent=2))
     print(markdown(rows, machine_info()))

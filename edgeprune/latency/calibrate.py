@@ -118,50 +118,54 @@ def calibrate(model, graph, input_shape, cost, target, align: int, *, runs: int 
     return with_fitted(cost.calibrated(fit_buckets(points)))
 
 
-REFINE_STEPS = 2
+REFINE_STEPS = 3
 REFINE_WEIGHT = 3.0  # a refinement point counts as this many calibration points
-REFINE_TOLERANCE = 0.02  # stop when the measured ratio is within 2% of the budget's
+REFINE_TOLERANCE = 0.02  # a step whose measured ratio is within 2% of the budget's ends it
 
 
 def refine(model, graph, input_shape, cost, target, scores, budget, align: int, *, steps: int = REFINE_STEPS,
            runs: int = 50, warmup: int = 10, precision: str = "fp32"):
-    """Measure what a latency budget allocates, and refit the calibration with it.
+    """Measure what a latency budget allocates, and refit the calibration until it holds.
 
     The calibration points are far from the widths a budget picks (the model at half width
     everywhere, or at one resolution). Up to ``steps`` times: allocate under ``budget``, export
-    the model at those widths, time it interleaved with the dense model, add it (scaled to the
-    calibration's dense measurement, so that the machine's drift between the loops cancels) as a
-    point of weight ``REFINE_WEIGHT``, and refit; stop when the measured ratio to dense is within
-    ``REFINE_TOLERANCE`` of the budget's. The steps are in the calibration's points
-    (``refine N``), each with its measured and predicted ratio."""
+    the model at those widths and time it interleaved with the dense model. Within
+    ``REFINE_TOLERANCE`` of the budget's ratio: done, and the fit is left as it is, so that the
+    job allocates exactly the widths just measured (the point is recorded with weight 0).
+    Otherwise the point (scaled to the calibration's dense measurement, so that the machine's
+    drift between the loops cancels) joins the fit with weight ``REFINE_WEIGHT``, and the next
+    step allocates under the refitted model. Each step is in the calibration's points
+    (``refine N``) with its measured and predicted ratio."""
     from edgeprune.latency.cost import fit_buckets
     from edgeprune.pruning.budget import allocate
 
     points = list(cost.calibration.points)
     dense_cal = points[0]["measured_ms"]
     wanted = budget.fraction(cost)
-    with tempfile.TemporaryDirectory() as tmp:
-        dense_path = export_for_timing(model, input_shape, Path(tmp) / "dense.onnx")
-        if precision == "int8":
-            from edgeprune.latency.int8 import to_qdq
 
-            dense_path = to_qdq(dense_path, Path(tmp) / "dense.int8.onnx")
+    def qdq(path: Path) -> Path:
+        if precision != "int8":
+            return path
+        from edgeprune.latency.int8 import to_qdq
+
+        return to_qdq(path, path.with_suffix(".int8.onnx"))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dense_path = qdq(export_for_timing(model, input_shape, Path(tmp) / "dense.onnx"))
         for k in range(steps):
             widths = allocate(cost, scores, budget, align)
             predicted = cost.latency(widths) / cost.dense("latency")
-            path = export_for_timing(slim_copy(model, graph, input_shape, widths), input_shape, Path(tmp) / f"r{k}.onnx")
-            if precision == "int8":
-                from edgeprune.latency.int8 import to_qdq
-
-                path = to_qdq(path, Path(tmp) / f"r{k}.int8.onnx")
+            path = qdq(export_for_timing(slim_copy(model, graph, input_shape, widths), input_shape, Path(tmp) / f"r{k}.onnx"))
             dense_ms, ms = time_models([dense_path, path], target, runs, warmup)
             ratio = ms / dense_ms
+            held = abs(ratio - wanted) <= REFINE_TOLERANCE * wanted
             points.append({"widths": f"refine {k + 1}", "table_ms": cost.table_sum(widths), "measured_ms": ratio * dense_cal,
-                           "flops": cost.flops(widths), "buckets": cost.bucket_sums(widths), "weight": REFINE_WEIGHT,
-                           "measured_ratio": ratio, "predicted_ratio": predicted})
-            cost = cost.calibrated(fit_buckets(points))
-            if abs(ratio - wanted) <= REFINE_TOLERANCE * wanted:
+                           "flops": cost.flops(widths), "buckets": cost.bucket_sums(widths),
+                           "weight": 0.0 if held else REFINE_WEIGHT, "measured_ratio": ratio, "predicted_ratio": predicted})
+            if held:
+                cost = cost.calibrated(dataclasses.replace(cost.calibration, points=tuple(points)))
                 break
+            cost = cost.calibrated(fit_buckets(points))
     return with_fitted(cost)
 
 
