@@ -396,7 +396,7 @@ def _judge(ctx: Context, name: str, merged, reports: dict[str, tuple[str, dict[s
                            "budget_ms": v.budget_ms, "ratio": v.ratio,
                            "ratio_ci95": list(v.ratio_ci95) if v.ratio_ci95 is not None else None,
                            "max_ratio": v.max_ratio, "runs": item[1].get("runs"), "report": rel,
-                           "notes": notes + list(v.notes)})
+                           "predicted_ms": v.predicted_ms, "notes": notes + list(v.notes)})
         except EdgepruneError as e:
             checks.append({"kind": "latency", "target": name, "variant": variant, "verdict": "error",
                            "passed": False, "notes": [str(e)]})
