@@ -133,11 +133,11 @@ def test_latency_allocation_keeps_more_flops_than_flops_allocation_at_the_same_l
 
 
 def _table_cli(out, *extra, model="edgeprune:resnet20", block=None):
-    """Build a quick table (3 runs a point); ``block`` overrides the probed channel block (at 3
+    """Build a quick table (8 runs a point); ``block`` overrides the probed channel block (at 8
     runs the probe is noise, and resnet20's 16-channel groups on a 16- or 32-block staircase have
     no width between the floor and full: the budget window would depend on the probe's luck)."""
     result = CliRunner().invoke(main, ["latency-table", model, "--target", "x86-ort-1t", "--out", str(out),
-                                       "--step", "8", "--points", "3", "--runs", "3", "--warmup", "0", "--checks", "0",
+                                       "--step", "8", "--points", "3", "--runs", "8", "--warmup", "1", "--checks", "0",
                                        "--no-progress", *extra])
     if block is not None and result.exit_code == 0:
         data = json.loads(out.read_text())
