@@ -117,14 +117,8 @@ def run_one(spec: str, target_name: str, precision: str, args) -> dict:
     by_flops = {f: prune_one_shot(model, spec, shape, "l1", Budget.parse(f"flops={f:g}"), align) for f in args.flops}
     with tempfile.TemporaryDirectory() as tmp:
         models = [("dense", model), ("latency", by_latency.model)] + [(f"flops{f:g}", r.model) for f, r in by_flops.items()]
-        paths = []
-        for label, m in models:
-            path = export_for_timing(m, shape, Path(tmp) / f"{label}.onnx")
-            if precision == "int8":  # the quantized model, as it ships
-                from edgeprune.latency.int8 import to_qdq
-
-                path = to_qdq(path, Path(tmp) / f"{label}.int8.onnx")
-            paths.append(path)
+        # int8: the quantized models, as they ship
+        paths = [export_for_timing(m, shape, Path(tmp) / f"{label}.onnx", precision) for label, m in models]
         ms = time_models(paths, target, args.runs, args.warmup)
     dense_ms, lat_ms = ms[0], ms[1]
     lat = by_latency.report["latency"]

@@ -19,18 +19,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgeprune.pruning.budget import allowed_widths
+from edgeprune.pruning.budget import _nearest, allowed_widths
 
 UNIFORM_FRACTION = 0.5
 
 
 def uniform_widths(sizes: Sequence[int], align: int, fraction: float = UNIFORM_FRACTION) -> list[int]:
     """Every group at the allowed width nearest ``fraction`` of its channels."""
-    out = []
-    for n in sizes:
-        steps = allowed_widths(n, align)
-        out.append(min(steps, key=lambda w: (abs(w - fraction * n), -w)))
-    return out
+    return [_nearest(allowed_widths(n, align), fraction * n) for n in sizes]
 
 
 def calibration_settings(cost, align: int) -> list[tuple[str, list[int]]]:
@@ -58,12 +54,14 @@ def slim_copy(model, graph, input_shape, widths: Sequence[int]):
     return slim(model, make_plan("calibration", input_shape, model, graph, kept))
 
 
-def export_for_timing(model, input_shape, path: str | Path) -> Path:
-    """ONNX (fixed batch, simplified as the exporter does) of ``model`` for timing."""
+def export_for_timing(model, input_shape, path: str | Path, precision: str = "fp32") -> Path:
+    """ONNX (fixed batch, simplified as the exporter does) of ``model`` for timing; int8: its QDQ
+    version (`edgeprune.latency.int8.in_precision`)."""
     import torch
 
     from edgeprune.export.onnx import export_onnx, simplify_onnx
     from edgeprune.export.options import DEFAULT_OPSET
+    from edgeprune.latency.int8 import in_precision
 
     was = model.training
     model.eval()
@@ -72,7 +70,7 @@ def export_for_timing(model, input_shape, path: str | Path) -> Path:
     finally:
         model.train(was)
     simplify_onnx(path)
-    return Path(path)
+    return in_precision(path, precision)
 
 
 def time_models(paths: Sequence[str | Path], target, runs: int, warmup: int, progress: bool = False) -> list[float]:
@@ -104,12 +102,7 @@ def calibrate(model, graph, input_shape, cost, target, align: int, *, runs: int 
         paths = []
         for name, widths in settings:
             m = model if name == "dense" else slim_copy(model, graph, input_shape, widths)
-            path = export_for_timing(m, input_shape, Path(tmp) / f"{name}.onnx")
-            if precision == "int8":
-                from edgeprune.latency.int8 import to_qdq
-
-                path = to_qdq(path, Path(tmp) / f"{name}.int8.onnx")
-            paths.append(path)
+            paths.append(export_for_timing(m, input_shape, Path(tmp) / f"{name}.onnx", precision))
         measured = time_models(paths, target, runs, warmup, progress)
     points: list[dict[str, Any]] = [
         {"widths": name, "table_ms": cost.table_sum(widths), "measured_ms": ms, "flops": cost.flops(widths),
@@ -143,19 +136,13 @@ def refine(model, graph, input_shape, cost, target, scores, budget, align: int, 
     dense_cal = points[0]["measured_ms"]
     wanted = budget.fraction(cost)
 
-    def qdq(path: Path) -> Path:
-        if precision != "int8":
-            return path
-        from edgeprune.latency.int8 import to_qdq
-
-        return to_qdq(path, path.with_suffix(".int8.onnx"))
-
     with tempfile.TemporaryDirectory() as tmp:
-        dense_path = qdq(export_for_timing(model, input_shape, Path(tmp) / "dense.onnx"))
+        dense_path = export_for_timing(model, input_shape, Path(tmp) / "dense.onnx", precision)
         for k in range(steps):
             widths = allocate(cost, scores, budget, align)
             predicted = cost.latency(widths) / cost.dense("latency")
-            path = qdq(export_for_timing(slim_copy(model, graph, input_shape, widths), input_shape, Path(tmp) / f"r{k}.onnx"))
+            path = export_for_timing(slim_copy(model, graph, input_shape, widths), input_shape, Path(tmp) / f"r{k}.onnx",
+                                     precision)
             dense_ms, ms = time_models([dense_path, path], target, runs, warmup)
             ratio = ms / dense_ms
             held = abs(ratio - wanted) <= REFINE_TOLERANCE * wanted

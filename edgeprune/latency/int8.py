@@ -48,3 +48,9 @@ def to_qdq(fp32_path: str | Path, qdq_path: str | Path, samples: int = SAMPLES, 
     finally:
         root.setLevel(level)
     return Path(qdq_path)
+
+
+def in_precision(path: str | Path, precision: str) -> Path:
+    """``path`` itself for fp32; its QDQ version beside it (``*.int8.onnx``) for int8."""
+    path = Path(path)
+    return path if precision == "fp32" else to_qdq(path, path.with_suffix(".int8.onnx"))

@@ -75,11 +75,9 @@ def latency_cost_model(model, graph, input_shape, source: LatencySource, align: 
     return cost
 
 
-def latency_report(cost, widths, source: LatencySource | None = None) -> dict[str, Any]:
+def latency_report(cost, widths) -> dict[str, Any]:
     """The prune report's ``latency`` field: predicted ms of the pruned and dense model."""
     dense, pruned = cost.dense("latency"), cost.latency(widths)
     out = {"target": cost.target, "precision": cost.precision, "predicted_ms": pruned, "dense_predicted_ms": dense, "predicted_ratio": pruned / dense,
            "calibration": cost.calibration.to_json(), "layers_not_in_table": list(cost.skipped)}
-    if source is not None:
-        out["table_digest"] = source.digest()
     return out

@@ -263,6 +263,7 @@ def time_ops(sig: OpSignature, pairs: Sequence[tuple[int, int]], target, runs: i
     """Median milliseconds of ``sig`` at each (cin, cout) of ``pairs`` on ``target``'s runtime and
     settings, timed interleaved (one round runs every pair once), so that a slow spell of the
     machine moves all of them alike instead of bending the curve between two points."""
+    from edgeprune.latency.int8 import in_precision
     from edgeprune.profile.timing import make_input_pool, time_calls
     from edgeprune.runtime import open_runner
 
@@ -271,10 +272,7 @@ def time_ops(sig: OpSignature, pairs: Sequence[tuple[int, int]], target, runs: i
         for i, (cin, cout) in enumerate(pairs):
             path = Path(folder) / f"op{i}.onnx"
             path.write_bytes(graph_bytes(sig, cin, cout))
-            if sig.precision == "int8":
-                from edgeprune.latency.int8 import to_qdq
-
-                path = to_qdq(path, Path(folder) / f"op{i}.int8.onnx")
+            path = in_precision(path, sig.precision)
             runner = open_runner(path, target.runtime.name, settings=target.runtime.settings)
             runners.append(runner)
             feeds = make_input_pool(runner.inputs, 1)[0]

@@ -42,13 +42,10 @@ class ProfileConfig:
             raise RunnerError(f"{where}.batch must be a positive integer, got {self.batch!r}")
 
 
-def default_model_name(path: str | os.PathLike) -> str:
-    """The name budgets are keyed by, from the artifact itself: a file edgeprune exported or
-    quantized names its model from its ``edgeprune.spec`` (``resnet18``), with ``-dense`` for an
-    unpruned export and ``-int8`` for a quantized one, as the pipeline and `make <target>` name
-    them; any other file by its stem (or folder, for a generic ``model.onnx``)."""
+def model_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The edgeprune metadata of a model file: the ONNX ``metadata_props`` (of the .onnx beside an
+    OpenVINO .xml, else the IR's own rt_info); {} when there is none."""
     from edgeprune.files.onnx_metadata import read_metadata
-    from edgeprune.models.spec import model_name_of_spec
 
     p = Path(path)
     meta = read_metadata(p.with_suffix(".onnx")) if p.suffix == ".xml" else read_metadata(p)
@@ -59,6 +56,19 @@ def default_model_name(path: str | os.PathLike) -> str:
             meta = read_ir_metadata(p)
         except Exception:  # noqa: BLE001 - no IR metadata: fall back to the file name
             meta = {}
+    return meta or {}
+
+
+def default_model_name(path: str | os.PathLike, meta: dict[str, str] | None = None) -> str:
+    """The name budgets are keyed by, from the artifact itself: a file edgeprune exported or
+    quantized names its model from its ``edgeprune.spec`` (``resnet18``), with ``-dense`` for an
+    unpruned export and ``-int8`` for a quantized one, as the pipeline and `make <target>` name
+    them; any other file by its stem (or folder, for a generic ``model.onnx``). ``meta``: the
+    file's `model_metadata`, when already read."""
+    from edgeprune.models.spec import model_name_of_spec
+
+    p = Path(path)
+    meta = model_metadata(p) if meta is None else meta
     spec = meta.get("edgeprune.spec")
     if spec:
         base = model_name_of_spec(spec)
@@ -71,30 +81,24 @@ def default_model_name(path: str | os.PathLike) -> str:
 def model_info(path: str | os.PathLike, runner: Any, name: str | None = None) -> dict[str, Any]:
     """Model identity for reports; ``name`` (default: `default_model_name`) is what budgets key on."""
     p = Path(path)
+    meta = model_metadata(p)  # read once: a model file is parsed whole
     info = {
-        "name": name or default_model_name(p),
+        "name": name or default_model_name(p, meta),
         "path": str(p),
         "sha256": sha256_file(p),
         "size_bytes": p.stat().st_size,
         "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": str(i.dtype)} for i in runner.inputs],
     }
-    predicted = predicted_latency(p)
+    predicted = predicted_latency(meta)
     if predicted is not None:
         info["predicted_latency"] = predicted
     return info
 
 
-def predicted_latency(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The latency table's prediction an exported model carries (``edgeprune.latency_*``
-    metadata, from a prune to a latency budget or with --latency-table): target and ms."""
-    from edgeprune.files.onnx_metadata import read_metadata
-
-    p = Path(path)
-    try:
-        meta = read_metadata(p.with_suffix(".onnx")) if p.suffix == ".xml" else read_metadata(p)
-    except Exception:  # noqa: BLE001 - unreadable metadata: no prediction
-        return None
-    if "edgeprune.latency_predicted_ms" not in (meta or {}):
+def predicted_latency(meta: dict[str, str]) -> dict[str, Any] | None:
+    """The latency table's prediction a model's metadata carries (``edgeprune.latency_*``, from a
+    prune to a latency budget or with --latency-table): target, precision and ms."""
+    if "edgeprune.latency_predicted_ms" not in meta:
         return None
     if ("edgeprune.quant" in meta) != (meta.get("edgeprune.latency_precision", "fp32") == "int8"):
         return None  # an fp32 table's prediction is not the quantized model's, nor the other way round

@@ -231,7 +231,7 @@ def test_a_prediction_applies_only_to_the_precision_it_was_made_for(tmp_path):
     import onnx
 
     from edgeprune.latency.ops import OpSignature, graph_bytes
-    from edgeprune.profile.profiler import predicted_latency
+    from edgeprune.profile.profiler import model_metadata, predicted_latency
 
     def model_with(**props):
         m = onnx.load_from_string(graph_bytes(OpSignature("gemm", relu=False), 4, 4))
@@ -239,7 +239,7 @@ def test_a_prediction_applies_only_to_the_precision_it_was_made_for(tmp_path):
             m.metadata_props.add(key=k, value=v)
         path = tmp_path / f"m{len(list(tmp_path.iterdir()))}.onnx"
         onnx.save(m, str(path))
-        return path
+        return model_metadata(path)
 
     fp32 = {"edgeprune.latency_target": "x86-ort-1t", "edgeprune.latency_predicted_ms": "1.5",
             "edgeprune.latency_precision": "fp32"}
