@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from ddp_helpers import two_process_run
 from torchvision_helpers import foolbox_folder
 
 from edgeprune.cli import main
@@ -119,35 +120,11 @@ def test_torchvision_models_prune_to_the_budget_and_export(spec, tmp_path):
     assert json.loads((tmp_path / "export" / "export.json").read_text())["parity"]["ort"]["rel_diff"] <= 1e-4
 
 
-def _ddp_worker(rank: int, world: int, init: str, out: str) -> None:
-    import torch.distributed as dist
-
-    from edgeprune.pruning.job import run_prune
-    from edgeprune.pruning.request import PruneRequest
-    from edgeprune.train.distributed import current
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    try:
-        request = PruneRequest(model="edgeprune:resnet20", budget="flops=0.5", out=out, method="reprune", align=1,
-                               data="fashion-mnist", train_subset=64, test_subset=32, epochs=1, batch_size=16,
-                               lr=0.05)
-        result = run_prune(request, progress=False, dist=current())
-        torch.save({"kept": result.plan.to_json()["groups"], "coverage": result.report["reprune"]["final_coverage"],
-                    "weights": {k: v.clone() for k, v in result.model.state_dict().items()}}, f"{out}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
 @pytest.mark.slow
 @needs_data
 def test_two_process_gloo_run_ends_with_identical_selections_and_weights(tmp_path):
-    import torch.multiprocessing as mp
-
-    out = tmp_path / "ddp"
-    out.mkdir()
-    mp.spawn(_ddp_worker, args=(2, f"file://{tmp_path / 'rendezvous'}", str(out)), nprocs=2, join=True)
-    r0, r1 = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2))
+    r0, r1, report = two_process_run(tmp_path, {"coverage": ("reprune", "final_coverage")}, method="reprune",
+                                     train_subset=64, test_subset=32, epochs=1)
     assert r0["kept"] == r1["kept"] and r0["coverage"] == r1["coverage"]
     assert all(torch.equal(r0["weights"][k], r1["weights"][k]) for k in r0["weights"])
-    assert 0.99 * 0.5 <= json.loads((out / "report.json").read_text())["flops_ratio"] <= 0.5
+    assert 0.99 * 0.5 <= report["flops_ratio"] <= 0.5
