@@ -109,7 +109,7 @@ class Curve:
             if not bad.any() or (~bad).sum() < 5 or np.array_equal(~bad, keep):
                 break
             keep = ~bad
-        self.points, self.dropped = int(keep.sum()), [(int(x), int(y)) for x, y in zip(a[~keep], b[~keep])]
+        self.dropped = [(int(x), int(y)) for x, y in zip(a[~keep], b[~keep])]  # the points the fit left out
         self.floor = 0.1 * float(t.min())
 
     def _design(self, a, b):
