@@ -10,7 +10,8 @@ For each model and target:
      loop on the target's runtime and settings (A B C ... A B C, same inputs).
 Reported: measured pruned / dense ratio of the latency-allocated model, its predicted ms vs
 measured ms, and the FLOPs the FLOPs-allocated models keep at the same measured latency
-(interpolated between the F values), plus the speedup realized vs requested.
+(interpolated between the F values), plus the speedup realized vs requested, and how well the
+calibrated latency model predicts the FLOPs-allocated models (widths it was not fitted on).
 
     .venv/bin/python benchmarks/latency_budget.py [--models ...] [--targets ...] [--precisions fp32 int8]
         [--latency 0.5] [--resume]
@@ -83,6 +84,36 @@ def add_importance(row: dict) -> dict:
     return row
 
 
+def add_held_out(row: dict) -> dict:
+    """The latency model's predicted / measured ratio for each FLOPs-allocated model: widths the
+    calibration never saw (the check that its marginal costs, not only its total, are right)."""
+    import numpy as np
+    import torch
+
+    from edgeprune.latency.cost import Calibration, latency_cost
+    from edgeprune.latency.layers import model_layers
+    from edgeprune.latency.table import LatencyTable
+    from edgeprune.methods import get_method
+    from edgeprune.models import build_model
+    from edgeprune.pruning.budget import Budget, allocate
+    from edgeprune.pruning.graph import ChannelGraph
+
+    torch.manual_seed(0)
+    model, shape = build_model(row["model"])
+    graph = ChannelGraph(model, shape)
+    table = LatencyTable.load(row["table"]["path"])
+    cost = latency_cost(graph.cost, model_layers(model, shape, graph, row["precision"]), table).calibrated(
+        Calibration.from_json(row["calibration"]))
+    scores = get_method("l1").scores(model, graph)
+    errors = []
+    for f in row["flops_models"]:
+        widths = allocate(graph.cost, scores, Budget.parse(f"flops={f['flops_request']:g}"), row["align_flops"])
+        f["predicted_ratio"] = cost.latency(widths) / cost.dense("latency")
+        errors.append(f["predicted_ratio"] / f["measured_ratio"] - 1.0)
+    row["held_out_error"] = {"mean": float(np.mean(errors)), "max_abs": float(np.max(np.abs(errors)))}
+    return row
+
+
 def run_one(spec: str, target_name: str, precision: str, args) -> dict:
     import torch
 
@@ -151,8 +182,9 @@ def markdown(rows: list[dict], machine: dict) -> str:
              "| model | target | precision | latency-allocated: measured / dense | predicted / measured ratio | "
              "predicted vs measured ms (dense at calibration vs now) | FLOPs kept | "
              "FLOPs-allocated at the same latency: FLOPs kept | importance kept: latency- / FLOPs-allocated | "
-             "flops=0.5: measured / dense | speedup realized / requested | table build (block) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "flops=0.5: measured / dense | speedup realized / requested | FLOPs-allocated models: predicted / measured "
+             "ratio error, mean (max) | table build (block) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     def order(r):
         m, t = r["model"], r["target"]
         return (MODELS.index(m) if m in MODELS else 99, TARGETS.index(t) if t in TARGETS else 99,
@@ -161,11 +193,13 @@ def markdown(rows: list[dict], machine: dict) -> str:
     for r in sorted(rows, key=order):
         if "infeasible" in r:
             lines.append(f"| {r['model'].split(':')[-1]} | {r['target']} | {r['precision']} | not reachable: "
-                         f"{r['infeasible']} |||||||||")
+                         f"{r['infeasible']} ||||||||||")
             continue
         lm = r["latency_model"]
         f05 = next((f for f in r["flops_models"] if f["flops_request"] == 0.5), None)
         same = r["flops_at_same_latency"]
+        e = r.get("held_out_error")
+        held = "n/a" if e is None else f"{100 * e['mean']:+.1f}% ({100 * e['max_abs']:.1f}%)"
         lines.append(
             f"| {r['model'].split(':')[-1]} | {r['target']} | {r['precision']} | {lm['measured_ratio']:.3f} "
             f"({lm['measured_ms']:.2f} / {r['dense_ms']:.2f} ms) | {lm['predicted_ratio']:.3f} / {lm['measured_ratio']:.3f} "
@@ -175,7 +209,7 @@ def markdown(rows: list[dict], machine: dict) -> str:
             f"{'n/a' if same is None else f'{same:.3f}'} | {lm['importance_kept']:.3f} / "
             f"{'n/a' if r['importance_at_same_latency'] is None else format(r['importance_at_same_latency'], '.3f')} | "
             f"{'n/a' if f05 is None else format(f05['measured_ratio'], '.3f')} | "
-            f"{r['speedup_realized_over_requested']:.3f} | {r['table']['build_s']:.0f} s ({r['block']}) |")
+            f"{r['speedup_realized_over_requested']:.3f} | {held} | {r['table']['build_s']:.0f} s ({r['block']}) |")
     return "\n".join(lines)
 
 
@@ -215,6 +249,8 @@ def main() -> None:
                     row = {"model": spec, "target": target, "precision": precision, "infeasible": str(err)}
                 if "infeasible" not in row and "importance_at_same_latency" not in row:
                     row = add_importance(row)
+                if "infeasible" not in row and "held_out_error" not in row:
+                    row = add_held_out(row)
                 rows.append(row)
                 print(spec, target, precision, json.dumps(row.get("latency_model") or row["infeasible"]), flush=True)
                 Path(args.json).parent.mkdir(parents=True, exist_ok=True)

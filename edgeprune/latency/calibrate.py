@@ -2,13 +2,22 @@
 
 A latency table times each operator alone; the model runs them back to back and adds what the
 table has not (pooling, additions, reshapes, layout changes), and how far an operator alone is
-from the same operator in the model depends on its resolution (cache reuse, reorders). `calibrate`
-exports the model at several width settings (`calibration_settings`: dense; every group at about
-half its width; and, for each input resolution, the groups of the layers at it halved), times
-them interleaved on the target's runtime and settings, and fits ``model ms = sum_r alpha_r x
-(table sum at r) + beta`` (`edgeprune.latency.cost.fit_buckets`; the two-point line through
-dense and uniform is its prior). A first version fitted one alpha through dense and uniform only:
-resnet18 on OpenVINO asked for 0.50 measured 0.61, mobilenet_v2 on ONNX Runtime 0.45."""
+from the same operator in the model differs from layer to layer (cache reuse, reorders, fixed
+overheads the model amortises). `calibrate` exports the model at several width settings
+(`calibration_settings`: dense; every group at about half its width; and, for each input
+resolution, the groups of the layers at it halved), times them interleaved on the target's
+runtime and settings, and runs each once more under the runtime's profiler for every layer's
+time in the model (`edgeprune.latency.inmodel`). `fit_points` fits each layer's table curve to
+its in-model times (``k x curve + o``) and then ``model ms = alpha x (sum of the corrected
+curves) + beta`` to the measured totals. Without a profiler (a runtime that has none, or an
+export whose nodes do not map back to the layers) the fit is per input resolution instead,
+``sum_r alpha_r x (table sum at r) + beta`` (`edgeprune.latency.cost.fit_buckets`).
+
+What each step fixed (l1, latency=0.5, measured / dense): one alpha through dense and uniform
+only: resnet18 on OpenVINO 0.61, mobilenet_v2 on ONNX Runtime 0.45; per resolution and refined
+on the budget's allocation (`refine`): all within the window, but the marginal costs the
+allocator compares were wrong by up to 7x for single layers (1x1 convs, the classifier), and
+the allocation kept less importance than a FLOPs allocation at the same measured latency."""
 
 from __future__ import annotations
 
@@ -22,6 +31,7 @@ import numpy as np
 from edgeprune.pruning.budget import _nearest, allowed_widths
 
 UNIFORM_FRACTION = 0.5
+QUARTER_FRACTION = 0.25  # near the allocator's floor (0.2): the layer fits are interpolations down to it
 
 
 def uniform_widths(sizes: Sequence[int], align: int, fraction: float = UNIFORM_FRACTION) -> list[int]:
@@ -30,19 +40,44 @@ def uniform_widths(sizes: Sequence[int], align: int, fraction: float = UNIFORM_F
 
 
 def calibration_settings(cost, align: int) -> list[tuple[str, list[int]]]:
-    """(name, widths) of the models `calibrate` measures: dense, uniform half, and each input
-    resolution's groups at half width (duplicates dropped)."""
+    """(name, widths) of the models `calibrate` measures: dense, uniform half, uniform quarter, the groups of each
+    of two complementary sets halved (`split_groups`: most layers then have one width halved and
+    the other not), and each input resolution's groups at half width (duplicates dropped)."""
     sizes = list(cost.sizes)
     half = uniform_widths(sizes, align)
-    settings = [("dense", sizes), ("uniform", half)]
-    seen = {tuple(sizes), tuple(half)}
+    side = split_groups(cost)
+    candidates = [("dense", sizes), ("uniform", half), ("quarter", uniform_widths(sizes, align, QUARTER_FRACTION))]
+    for s in (0, 1):
+        candidates.append((f"half at set {'AB'[s]}", [half[g] if side[g] == s else n for g, n in enumerate(sizes)]))
     for bucket in sorted({t.bucket for t in cost.latency_terms}):
         groups = {g for t in cost.latency_terms if t.bucket == bucket for g in t.groups}
-        widths = [half[g] if g in groups else n for g, n in enumerate(sizes)]
+        candidates.append((f"half at {bucket or 'gemm'}", [half[g] if g in groups else n for g, n in enumerate(sizes)]))
+    settings, seen = [], set()
+    for name, widths in candidates:
         if tuple(widths) not in seen:
-            settings.append((f"half at {bucket or 'gemm'}", widths))
+            settings.append((name, widths))
             seen.add(tuple(widths))
     return settings
+
+
+def split_groups(cost) -> list[int]:
+    """A side (0 or 1) per group such that as many layers as possible have their input and output
+    widths on different sides (a greedy max-cut of the layers' (input group, output group) pairs:
+    start alternating, flip any group whose flip separates more pairs, until none does)."""
+    pairs = [(t.a.groups[0], t.b.groups[0]) for t in cost.latency_terms
+             if t.b is not None and t.a.groups and t.b.groups and t.a.groups[0] != t.b.groups[0]]
+    side = [g % 2 for g in range(len(cost.sizes))]
+    for _ in range(20):
+        changed = False
+        for g in range(len(side)):
+            mine = [(x if y == g else y) for x, y in pairs if g in (x, y)]
+            gain = sum(1 if side[o] == side[g] else -1 for o in mine)
+            if gain > 0:
+                side[g] = 1 - side[g]
+                changed = True
+        if not changed:
+            break
+    return side
 
 
 def slim_copy(model, graph, input_shape, widths: Sequence[int]):
@@ -91,45 +126,105 @@ def time_models(paths: Sequence[str | Path], target, runs: int, warmup: int, pro
     return [float(np.median(s)) for s in samples]
 
 
+PROFILE_RUNS = 20  # runs under the runtime's profiler per calibration model (after 5 warm-up runs)
+
+
 def calibrate(model, graph, input_shape, cost, target, align: int, *, runs: int = 50, warmup: int = 10,
-              progress: bool = False, precision: str = "fp32"):
-    """``cost`` (a `LatencyCostModel`) calibrated on the model measured at dense and uniform
-    widths (``precision`` int8: their QDQ versions, `edgeprune.latency.int8.to_qdq`)."""
-    from edgeprune.latency.cost import fit_buckets
+              progress: bool = False, precision: str = "fp32", profile_runs: int = PROFILE_RUNS):
+    """``cost`` (a `LatencyCostModel`) calibrated on the model itself: the `calibration_settings`
+    models (``precision`` int8: their QDQ versions, `edgeprune.latency.int8.to_qdq`) timed
+    interleaved, and each run ``profile_runs`` times under the runtime's profiler for its
+    layers' times in the model (`edgeprune.latency.inmodel`; 0: not profiled)."""
+    from edgeprune.latency.inmodel import executed_layers
 
     settings = calibration_settings(cost, align)
+    order = executed_layers(model, input_shape)
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
         for name, widths in settings:
             m = model if name == "dense" else slim_copy(model, graph, input_shape, widths)
             paths.append(export_for_timing(m, input_shape, Path(tmp) / f"{name}.onnx", precision))
         measured = time_models(paths, target, runs, warmup, progress)
+        profiles = [layer_times(p, order, target, ms, profile_runs) for p, ms in zip(paths, measured)]
     points: list[dict[str, Any]] = [
-        {"widths": name, "table_ms": cost.table_sum(widths), "measured_ms": ms, "flops": cost.flops(widths),
-         "buckets": cost.bucket_sums(widths)}
-        for (name, widths), ms in zip(settings, measured)]
-    return with_fitted(cost.calibrated(fit_buckets(points)))
+        {"widths": name, "width_list": [int(w) for w in widths], "measured_ms": ms, "flops": cost.flops(widths),
+         **({"layers_ms": prof} if prof else {})}
+        for (name, widths), ms, prof in zip(settings, measured, profiles)]
+    return fit_points(cost, points)
 
 
-REFINE_STEPS = 3
-REFINE_WEIGHT = 3.0  # a refinement point counts as this many calibration points
+def layer_times(path, order, target, measured_ms: float, runs: int) -> dict[str, float] | None:
+    """The model's per-layer ms under the runtime's profiler (`inmodel.profile_layers`), scaled so
+    that all its nodes sum to ``measured_ms`` (the profiler's own overhead and the machine's
+    drift since the timing loop cancel); None without a profile."""
+    from edgeprune.latency.inmodel import onnx_layer_names, profile_layers
+
+    if runs <= 0:
+        return None
+    names = onnx_layer_names(path, order)
+    prof = profile_layers(path, target, names, runs, 5) if names else None
+    if prof is None or prof["total_ms"] <= 0:
+        return None
+    scale = measured_ms / prof["total_ms"]
+    return {layer: ms * scale for layer, ms in prof["layers"].items()}
+
+
+def fit_points(cost, points: Sequence[dict[str, Any]]):
+    """``cost`` calibrated on measured ``points`` (each: ``width_list``, ``measured_ms``,
+    optionally ``layers_ms`` and ``weight``): each layer's in-model fit from every point's
+    profile (`inmodel.fit_layer`; a layer no profile has: its table curve at the profiled layers'
+    overall ratio), then each point's sums, then alpha (one, or one per resolution without
+    profiles) and beta (`cost.fit_buckets`)."""
+    from edgeprune.latency.cost import Calibration, fit_buckets
+    from edgeprune.latency.inmodel import fit_layer
+
+    observations: dict[str, list[tuple[float, float, float, float]]] = {}
+    for p in points:
+        if "layers_ms" not in p:
+            continue
+        widths = p["width_list"]
+        for t in cost.latency_terms:
+            if t.layer in p["layers_ms"]:
+                a = t.a(widths)
+                b = t.b(widths) if t.b is not None else 1.0  # depthwise: one width (a)
+                observations.setdefault(t.layer, []).append((a, b, t(widths), p["layers_ms"][t.layer]))
+    fits = {t.layer: fit_layer(observations[t.layer], t.curve.padded) for t in cost.latency_terms
+            if t.layer in observations}
+    fits = {name: f for name, f in fits.items() if f is not None}
+    if fits:  # a layer no profile has: its table curve at the profiled layers' overall ratio
+        dense = cost.layer_ms(cost.sizes)
+        seen = [n for n in fits if n in points[0].get("layers_ms", {})]
+        overall = (sum(points[0]["layers_ms"][n] for n in seen) / sum(dense[n] for n in seen)) if seen else 1.0
+        from edgeprune.latency.inmodel import LayerFit
+
+        for t in cost.latency_terms:
+            fits.setdefault(t.layer, LayerFit("scale", (overall, 0.0)))
+    layers = Calibration(layers=tuple(sorted(fits.items())))
+    corrected = cost.calibrated(layers)
+    pts = [{**p, "table_ms": corrected.table_sum(p["width_list"]), "buckets": corrected.bucket_sums(p["width_list"])}
+           for p in points]
+    return with_fitted(cost.calibrated(layers.with_fit(fit_buckets(pts, per_resolution=not fits))))
+
+
+REFINE_STEPS = 4
 REFINE_TOLERANCE = 0.02  # a step whose measured ratio is within 2% of the budget's ends it
 
 
 def refine(model, graph, input_shape, cost, target, scores, budget, align: int, *, steps: int = REFINE_STEPS,
            runs: int = 50, warmup: int = 10, precision: str = "fp32"):
-    """Measure what a latency budget allocates, and refit the calibration until it holds.
+    """Measure what a latency budget allocates, and rescale the calibration until it holds.
 
-    The calibration points are far from the widths a budget picks (the model at half width
-    everywhere, or at one resolution). Up to ``steps`` times: allocate under ``budget``, export
-    the model at those widths and time it interleaved with the dense model. Within
-    ``REFINE_TOLERANCE`` of the budget's ratio: done, and the fit is left as it is, so that the
-    job allocates exactly the widths just measured (the point is recorded with weight 0).
-    Otherwise the point (scaled to the calibration's dense measurement, so that the machine's
-    drift between the loops cancels) joins the fit with weight ``REFINE_WEIGHT``, and the next
-    step allocates under the refitted model. Each step is in the calibration's points
-    (``refine N``) with its measured and predicted ratio."""
-    from edgeprune.latency.cost import fit_buckets
+    The calibration points are far from the widths a budget picks. Up to ``steps`` times:
+    allocate under ``budget``, export the model at those widths and time it interleaved with the
+    dense model. Within ``REFINE_TOLERANCE`` of the budget's ratio: done, the model left as it
+    is, so that the job allocates exactly the widths just measured. Otherwise the saving the
+    model predicted (1 - predicted ratio) is scaled to the one measured (1 - measured ratio):
+    every alpha times ``(1 - measured) / (1 - predicted)``, beta so that the dense model keeps its
+    measured ms (`rescaled`), and the next step allocates under that. The layers' fits are left
+    as the calibration measured them: a first version refitted everything with each step's point
+    (and profile) and moved the allocation elsewhere at every step (mobilenet_v2 on ONNX Runtime
+    measured 0.459, 0.523, 0.522 for 0.5 predicted each time); one scale is a monotone search.
+    Each step is in the calibration's points (``refine N``) with its measured and predicted ratio."""
     from edgeprune.pruning.budget import allocate
 
     points = list(cost.calibration.points)
@@ -146,19 +241,28 @@ def refine(model, graph, input_shape, cost, target, scores, budget, align: int, 
             dense_ms, ms = time_models([dense_path, path], target, runs, warmup)
             ratio = ms / dense_ms
             held = abs(ratio - wanted) <= REFINE_TOLERANCE * wanted
-            points.append({"widths": f"refine {k + 1}", "table_ms": cost.table_sum(widths), "measured_ms": ratio * dense_cal,
-                           "flops": cost.flops(widths), "buckets": cost.bucket_sums(widths),
-                           "weight": 0.0 if held else REFINE_WEIGHT, "measured_ratio": ratio, "predicted_ratio": predicted})
+            points.append({"widths": f"refine {k + 1}", "width_list": [int(w) for w in widths],
+                           "measured_ms": ratio * dense_cal, "flops": cost.flops(widths), "weight": 0.0,
+                           "measured_ratio": ratio, "predicted_ratio": predicted, "table_ms": cost.table_sum(widths),
+                           "buckets": cost.bucket_sums(widths)})
+            c = cost.calibration if held else rescaled(cost.calibration, (1.0 - ratio) / (1.0 - predicted), dense_cal)
+            cost = cost.calibrated(dataclasses.replace(c, points=tuple(points)))
             if held:
-                cost = cost.calibrated(dataclasses.replace(cost.calibration, points=tuple(points)))
                 break
-            cost = cost.calibrated(fit_buckets(points))
     return with_fitted(cost)
+
+
+def rescaled(c, factor: float, dense_ms: float):
+    """The calibration with every alpha times ``factor`` (clipped to [0.5, 2]: one noisy step must
+    not swing the model) and beta such that the dense model still predicts ``dense_ms``."""
+    factor = min(max(factor, 0.5), 2.0)
+    return dataclasses.replace(c, alpha=c.alpha * factor, alphas=tuple((b, a * factor) for b, a in c.alphas),
+                               beta=dense_ms - factor * (dense_ms - c.beta))
 
 
 def with_fitted(cost):
     """``cost`` with each calibration point's ``fitted_ms``: how well the fit reproduces it."""
     c = cost.calibration
-    points = tuple({**p, "fitted_ms": c.beta + sum(c.scale(b) * v for b, v in p["buckets"].items())}
-                   for p in c.points)
+    points = tuple({**p, "fitted_ms": cost.latency(p["width_list"]) if "width_list" in p else
+                    c.beta + sum(c.scale(b) * v for b, v in p["buckets"].items())} for p in c.points)
     return cost.calibrated(dataclasses.replace(c, points=points))

@@ -1,17 +1,18 @@
 """The ``latency`` metric: a model's milliseconds on a target as a function of its group widths.
 
     cost = latency_cost(graph.cost, layers, table)           # table sums, uncalibrated
-    cost = cost.calibrated(fit_calibration(points))           # model ms = alpha x sum + beta
+    cost = calibrate(model, graph, shape, cost, target, 1)    # fitted to the model on the target
     allocate(cost, scores, Budget.parse("latency=0.5"), align)
 
 Every Conv / Gemm of the model the table has (`edgeprune.latency.layers.model_layers`) becomes a
-term ``curve(a(w), b(w))``: its operator's interpolated latency (`LatencyTable.curve`) at the
-input and output widths the FLOPs term of the same layer gives (`edgeprune.pruning.cost`). The
-table's operators run alone, slower than in the model (their weights leave the cache between
-runs), and the model has operators the table has not (pooling, additions, the layers it skips):
-the model-level latency is ``alpha x sum + beta`` with alpha and beta fitted to the model itself
-measured on the target at two widths (dense and uniformly narrowed: `edgeprune.latency.calibrate`).
-Deltas (what the allocator compares) are alpha x the change of the table sum.
+term ``curve(a(w), b(w))``: its operator's fitted latency (`LatencyTable.curve`) at the input and
+output widths the FLOPs term of the same layer gives (`edgeprune.pruning.cost`). The table's
+operators run alone, not as in the model, and the model has operators the table has not
+(pooling, additions, the layers it skips): each term is corrected to the layer's own time in
+the model (``k x curve + o``, `Calibration.term`), and the model's latency is ``alpha x (sum of
+the corrected terms) + beta`` (or, without per-layer times, per input resolution), all fitted
+to the model itself measured on the target (`edgeprune.latency.calibrate`). Deltas (what the
+allocator compares) are alpha x the change of the corrected terms.
 """
 
 from __future__ import annotations
@@ -45,26 +46,50 @@ class LatencyTerm:
 
 @dataclass(frozen=True)
 class Calibration:
-    """``model ms = sum over resolutions r of alpha_r x (table sum of the layers at r) + beta``
+    """``model ms = sum over resolutions r of alpha_r x (sum of the layer terms at r) + beta``
     (``alphas`` by resolution; a resolution not in it takes ``alpha``), and the measured points
-    it was fitted to."""
+    it was fitted to. A layer's term is its `LayerFit` in ``layers`` (its time in the model as
+    the runtime's profiler measured it, `edgeprune.latency.inmodel`), else its table curve."""
 
     alpha: float = 1.0
     beta: float = 0.0
     points: tuple[dict[str, Any], ...] = ()
     alphas: tuple[tuple[str, float], ...] = ()
+    layers: tuple[tuple[str, Any], ...] = ()  # (layer, edgeprune.latency.inmodel.LayerFit)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_layers", dict(self.layers))
 
     def scale(self, bucket: str) -> float:
         return dict(self.alphas).get(bucket, self.alpha)
 
+    def term(self, term: "LatencyTerm", widths: Sequence[float]) -> float:
+        """A layer's ms at ``widths``: its in-model fit, or its table curve."""
+        ms = term(widths)
+        fit = self._layers.get(term.layer)
+        if fit is None:
+            return ms
+        b = term.b(widths) if term.b is not None else 1.0  # depthwise: one width, a
+        return fit(term.a(widths), b, ms, term.curve.padded)
+
+    def with_fit(self, fitted: "Calibration") -> "Calibration":
+        """``fitted`` (alphas, beta, points) with these layer fits."""
+        import dataclasses
+
+        return dataclasses.replace(fitted, layers=self.layers)
+
     def to_json(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "beta": self.beta, "alphas": dict(self.alphas),
+                "layers": {name: fit.to_json() for name, fit in self.layers},
                 "points": [dict(p) for p in self.points]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Calibration":
+        from edgeprune.latency.inmodel import LayerFit
+
         return cls(float(data["alpha"]), float(data["beta"]), tuple(data.get("points", ())),
-                   tuple(sorted((str(k), float(v)) for k, v in (data.get("alphas") or {}).items())))
+                   tuple(sorted((str(k), float(v)) for k, v in (data.get("alphas") or {}).items())),
+                   tuple((str(n), LayerFit.from_json(f)) for n, f in (data.get("layers") or {}).items()))
 
 
 @dataclass(frozen=True)
@@ -85,26 +110,33 @@ class LatencyCostModel(CostModel):
                 index[g].append(term)
         self._touching["latency"] = index
 
+    def layer_ms(self, widths: Sequence[float]) -> dict[str, float]:
+        """Each layer's table ms at ``widths`` (uncorrected)."""
+        return {t.layer: t(widths) for t in self.latency_terms}
+
     def table_sum(self, widths: Sequence[float]) -> float:
-        return sum(t(widths) for t in self.latency_terms)
+        """The sum of the layer terms (`Calibration.term`: in-model fits, else table curves)."""
+        c = self.calibration
+        return sum(c.term(t, widths) for t in self.latency_terms)
 
     def bucket_sums(self, widths: Sequence[float]) -> dict[str, float]:
-        """The table sum of the layers at each input resolution."""
+        """The sum of the layer terms at each input resolution."""
+        c = self.calibration
         out: dict[str, float] = {}
         for t in self.latency_terms:
-            out[t.bucket] = out.get(t.bucket, 0.0) + t(widths)
+            out[t.bucket] = out.get(t.bucket, 0.0) + c.term(t, widths)
         return out
 
     def cost(self, metric: str, widths: Sequence[float]) -> float:
         if metric == "latency":
             c = self.calibration
-            return sum(c.scale(t.bucket) * t(widths) for t in self.latency_terms) + c.beta
+            return sum(c.scale(t.bucket) * c.term(t, widths) for t in self.latency_terms) + c.beta
         return super().cost(metric, widths)
 
     def group_cost(self, metric: str, group: int, widths: Sequence[float]) -> float:
         if metric == "latency":
             c = self.calibration
-            return sum(c.scale(t.bucket) * t(widths) for t in self._touching["latency"][group])
+            return sum(c.scale(t.bucket) * c.term(t, widths) for t in self._touching["latency"][group])
         return super().group_cost(metric, group, widths)
 
     def latency(self, widths: Sequence[float]) -> float:
@@ -157,14 +189,20 @@ def latency_cost(base: CostModel, layers: Sequence[Any], table, target: str | No
 PRIOR = 0.1  # weight of the pull of each resolution's alpha towards the two-point alpha
 
 
-def fit_buckets(points: Sequence[dict[str, Any]]) -> Calibration:
+def fit_buckets(points: Sequence[dict[str, Any]], per_resolution: bool = True) -> Calibration:
     """Per-resolution alphas and beta by least squares over measured points ``{"buckets": {r:
     table sum at r}, "measured_ms", "table_ms"[, "weight"]}`` (the first two: dense and uniform, which give
     the two-point line `fit_calibration` as the prior). Each alpha_r is pulled towards the prior
     with weight ``PRIOR`` x its dense table sum (so a resolution the points cannot tell apart
-    stays at the prior), and kept within [0.1, 10] x the prior."""
+    stays at the prior), and kept within [0.1, 10] x the prior. Not ``per_resolution``: one
+    alpha for all layers, by the same least squares (the sums are of layer terms already
+    corrected to their times in the model: one alpha scales in what no layer has, pooling and
+    the like, and a resolution's alpha would only fit noise)."""
     import numpy as np
 
+    if not per_resolution:
+        whole = fit_buckets([{**p, "buckets": {"*": p["table_ms"]}} for p in points])
+        return Calibration(whole.scale("*"), whole.beta, tuple(dict(p) for p in points))
     base = fit_calibration(points[:2])
     pts = tuple(dict(p) for p in points)
     buckets = sorted({b for p in pts for b in p.get("buckets", {})})

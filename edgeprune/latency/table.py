@@ -111,6 +111,7 @@ class Curve:
             keep = ~bad
         self.dropped = [(int(x), int(y)) for x, y in zip(a[~keep], b[~keep])]  # the points the fit left out
         self.floor = 0.1 * float(t.min())
+        self.coef = [float(v) for v in self.coef]
 
     def _design(self, a, b):
         a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
@@ -131,9 +132,15 @@ class Curve:
         (`probe_staircase`); the fit is in these widths too."""
         return w if self.block == 1 else np.ceil(np.asarray(w, dtype=np.float64) / self.block - 1e-9) * self.block
 
+    def padded(self, w: float) -> float:
+        """A width as the kernels run it (the next multiple of the block)."""
+        return float(w) if self.block == 1 else math.ceil(w / self.block - 1e-9) * float(self.block)
+
     def __call__(self, cin: float, cout: float) -> float:
-        cin, cout = self._up(cin), self._up(cout)
-        return max(float(self._eval(cin, cout)), self.floor)
+        a, b = self.padded(cin), self.padded(cout)  # scalars: plain floats (the allocator calls this often)
+        c = self.coef
+        value = c[0] + c[1] * b if self.sig.depthwise else c[0] + c[1] * a + c[2] * b + c[3] * a * b
+        return max(float(value), self.floor)
 
 
 @dataclass

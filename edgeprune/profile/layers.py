@@ -4,7 +4,8 @@ back to the ONNX graph's node names (for torch exports, ``/layer1/layer1.0/conv1
 Runtimes rename what they fuse or insert: ONNX Runtime's NCHWc transformer calls a fused
 Conv+Relu ``<relu output>_nchwc``; OpenVINO calls a Conv ``<onnx name>/WithoutBiases`` and a
 fused Gemm after its output tensor, and inserts ``Reorder`` nodes named
-``<src>_<layout>_<layout>_<dst>``. `LayerNameMap` undoes what it can: exact node names,
+``<src>_<layout>_<layout>_<dst>``; ONNX Runtime's QDQ fusion names a QLinearConv
+``<Conv name>_token_<n>``. `LayerNameMap` undoes what it can: exact node names,
 known suffixes, output-tensor names, and, where the runtime's op type says the work is a
 Conv/Gemm but the name points at a fused activation, the nearest matching producer.
 Unmapped nodes keep their runtime name.
@@ -21,6 +22,7 @@ from typing import Any, Iterable, Sequence
 from edgeprune.runtime.base import LayerSample
 
 _SUFFIXES = ("/WithoutBiases", "_nchwc", "/fq_weights_0", "/fq_weights_1")
+_TOKEN = re.compile(r"_token_\d+$")  # ONNX Runtime's QDQ fusion: <Conv name>_token_<n> for the QLinearConv
 _LAYOUT = re.compile(r"[a-zA-Z]+\d*[a-z]?")
 
 # Runtime op type -> ONNX op types it can stand for (used to find the real producer of fused work).
@@ -108,6 +110,11 @@ class LayerNameMap:
                     stripped = stripped[: -len(suffix)]
                     candidates.append(stripped)
                     changed = True
+            token = _TOKEN.search(stripped)
+            if token and token.start() > 0:
+                stripped = stripped[: token.start()]
+                candidates.append(stripped)
+                changed = True
         for cand in candidates:
             hit = self._lookup(cand)
             if hit is not None:
