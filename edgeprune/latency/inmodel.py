@@ -165,10 +165,36 @@ class LayerFit:
         return cls(str(data["kind"]), tuple(float(v) for v in data["coef"]), float(data.get("floor", 0.0)))
 
 
+def nonnegative_fit(design, y) -> tuple[float, ...]:
+    """Least squares in relative error with every coefficient >= 0 (overhead, traffic and
+    multiply-accumulates cost time; none saves it): the best of the fits on each subset of the
+    columns whose coefficients all come out non-negative (4 columns: 15 subsets). An unconstrained
+    fit through noisy points at 1/4 - 1 of the widths had negative overheads and predicted a
+    layer at 0.2 of its widths 10x faster than it ran (mobilenet_v2 on OpenVINO)."""
+    import itertools
+
+    import numpy as np
+
+    x = design / y[:, None]
+    best, best_err = None, np.inf
+    n = design.shape[1]
+    for size in range(1, n + 1):
+        for cols in itertools.combinations(range(n), size):
+            c, *_ = np.linalg.lstsq(x[:, cols], np.ones_like(y), rcond=None)
+            if (c < 0).any():
+                continue
+            err = float(np.sum((x[:, cols] @ c - 1.0) ** 2))
+            if err < best_err - 1e-12:
+                full = np.zeros(n)
+                full[list(cols)] = c
+                best, best_err = full, err
+    return tuple(float(v) for v in best) if best is not None else tuple([float(y.mean())] + [0.0] * (n - 1))
+
+
 def fit_layer(points: Sequence[tuple[float, float, float, float]], pad) -> LayerFit | None:
     """One layer's `LayerFit` from its ``(a, b, table ms, in-model ms)`` points (``pad``: the
-    table curve's block padding of a width). The richest form the points determine, kept only
-    if it rises with each width over the points' range (else, noise: the next simpler form)."""
+    table curve's block padding of a width). The richest form the points determine, with
+    non-negative coefficients (`nonnegative_fit`)."""
     import numpy as np
 
     if not points:
@@ -182,20 +208,12 @@ def fit_layer(points: Sequence[tuple[float, float, float, float]], pad) -> Layer
     if varies(a) and varies(b):
         design = np.stack([np.ones_like(a), a, b, a * b], axis=-1)
         if np.linalg.matrix_rank(design / design.max(axis=0), tol=1e-3) == 4:
-            c, *_ = np.linalg.lstsq(design / y[:, None], np.ones_like(y), rcond=None)
-            rising = all(c[1] + c[3] * bb >= 0 for bb in (b.min(), b.max())) and \
-                all(c[2] + c[3] * aa >= 0 for aa in (a.min(), a.max()))
-            if rising:
-                return LayerFit("bilinear", tuple(float(v) for v in c), floor)
+            return LayerFit("bilinear", nonnegative_fit(design, y), floor)
     for kind, w in (("linear-a", a), ("linear-b", b)):
         if varies(w) and not (varies(a) and varies(b)):
-            slope, intercept = np.polyfit(w, y, 1)
-            if slope > 0:
-                return LayerFit(kind, (float(intercept), float(slope)), floor)
+            return LayerFit(kind, nonnegative_fit(np.stack([np.ones_like(w), w], axis=-1), y), floor)
     if x.min() > 0 and varies(x):
-        slope, intercept = np.polyfit(x, y, 1)
-        if slope > 0:
-            return LayerFit("scale", (float(slope), float(intercept)), floor)
+        return LayerFit("scale", nonnegative_fit(np.stack([x, np.ones_like(x)], axis=-1), y), floor)
     if x.min() > 0:
         return LayerFit("scale", (float(y.mean() / x.mean()), 0.0), floor)
     return LayerFit("fixed", (float(y.mean()),), floor)

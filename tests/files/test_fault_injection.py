@@ -62,6 +62,11 @@ def _run(args: list[str], cwd: Path, **env: str) -> Ran:
             for key in [k for k in os.environ if k.startswith("EDGEPRUNE_FAULT")]:
                 del os.environ[key]
             os.environ.update(env)
+            import tempfile
+
+            # a killed run cannot remove its temporary folders: keep them under the test's tmp_path
+            tempfile.tempdir = str(cwd / ".tmp")
+            os.makedirs(tempfile.tempdir, exist_ok=True)
             torch.set_num_threads(1)  # a forked OpenMP pool is not usable; one thread needs none
             for folder in (str(TESTS / "pipeline"), str(TESTS)):
                 if folder not in sys.path:

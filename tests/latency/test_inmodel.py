@@ -71,11 +71,12 @@ def test_a_layer_fit_is_the_richest_form_its_points_determine():
     dw = fit_layer(pts(lambda a, b: 0.01 + 2e-3 * b, [(3, 32), (3, 16), (3, 8)]), same)
     assert dw.kind == "linear-b" and dw(3, 24, 0.0, same) == pytest.approx(0.058)
     # widths that only moved together: the table curve, stretched through the points
-    diag = fit_layer(pts(macs, [(64, 96), (32, 48)]), same)
-    assert diag.kind == "scale" and diag(64, 96, 1.0 + 0.64 + 0.96, same) == pytest.approx(macs(64, 96))
-    # a fit that falls with a width (noise) is not trusted: the next simpler form
-    noisy = [(a, b, 1.0 + 0.01 * (a + b), 0.5 - 1e-4 * a * b if a < 64 else 0.9) for a, b in square]
-    assert fit_layer(noisy, same).kind != "bilinear"
+    table_ms = lambda a, b: 1.0 + 0.01 * a + 0.01 * b  # noqa: E731
+    diag = fit_layer([(a, b, table_ms(a, b), 0.3 * table_ms(a, b) + 0.05) for a, b in [(64, 96), (32, 48)]], same)
+    assert diag.kind == "scale" and diag.coef == pytest.approx((0.3, 0.05))
+    # noise that would make a time fall with a width: no coefficient is negative, the fit still rises
+    noisy = fit_layer([(a, b, 1.0, 0.5 - 1e-4 * a * b if a < 64 else 0.9) for a, b in square], same)
+    assert min(noisy.coef) >= 0 and noisy(64, 96, 1.0, same) >= noisy(32, 48, 1.0, same) >= noisy(16, 24, 1.0, same)
     # never below a tenth of the smallest time seen
     assert fit(1, 1, 0.0, same) >= 0.1 * min(macs(a, b) for a, b in square) - 1e-12
     # the block padding: inside a block a width runs as the block's widest
