@@ -4,14 +4,15 @@ A latency table times each operator alone; the model runs them back to back and 
 table has not (pooling, additions, reshapes, layout changes), and how far an operator alone is
 from the same operator in the model differs from layer to layer (cache reuse, reorders, fixed
 overheads the model amortises). `calibrate` exports the model at several width settings
-(`calibration_settings`: dense; every group at about half its width; and, for each input
-resolution, the groups of the layers at it halved), times them interleaved on the target's
-runtime and settings, and runs each once more under the runtime's profiler for every layer's
-time in the model (`edgeprune.latency.inmodel`). `fit_points` fits each layer's table curve to
-its in-model times (``k x curve + o``) and then ``model ms = alpha x (sum of the corrected
-curves) + beta`` to the measured totals. Without a profiler (a runtime that has none, or an
-export whose nodes do not map back to the layers) the fit is per input resolution instead,
-``sum_r alpha_r x (table sum at r) + beta`` (`edgeprune.latency.cost.fit_buckets`).
+(`calibration_settings`: dense; every group at 1/2 and at 1/4; each of two complementary sets
+of groups at 1/2; each input resolution's groups at 1/2), times them interleaved on the
+target's runtime and settings, and runs each once more under the runtime's profiler for every
+layer's time in the model (`edgeprune.latency.inmodel`). `fit_points` fits each layer its own
+in-model curve (`inmodel.fit_layer`) and then ``model ms = alpha x (sum of the layer curves) +
+beta`` to the measured totals; `refine` rescales it on the budget's own allocation. Without a
+profiler (a runtime that has none, or an export whose nodes do not map back to the layers) the
+fit is per input resolution instead, ``sum_r alpha_r x (table sum at r) + beta``
+(`edgeprune.latency.cost.fit_buckets`).
 
 What each step fixed (l1, latency=0.5, measured / dense): one alpha through dense and uniform
 only: resnet18 on OpenVINO 0.61, mobilenet_v2 on ONNX Runtime 0.45; per resolution and refined

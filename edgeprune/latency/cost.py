@@ -8,11 +8,12 @@ Every Conv / Gemm of the model the table has (`edgeprune.latency.layers.model_la
 term ``curve(a(w), b(w))``: its operator's fitted latency (`LatencyTable.curve`) at the input and
 output widths the FLOPs term of the same layer gives (`edgeprune.pruning.cost`). The table's
 operators run alone, not as in the model, and the model has operators the table has not
-(pooling, additions, the layers it skips): each term is corrected to the layer's own time in
-the model (``k x curve + o``, `Calibration.term`), and the model's latency is ``alpha x (sum of
-the corrected terms) + beta`` (or, without per-layer times, per input resolution), all fitted
-to the model itself measured on the target (`edgeprune.latency.calibrate`). Deltas (what the
-allocator compares) are alpha x the change of the corrected terms.
+(pooling, additions, the layers it skips): each term is replaced by the layer's own curve fitted
+to its times in the model (`Calibration.term`, `edgeprune.latency.inmodel.LayerFit`), and the
+model's latency is ``alpha x (sum of the terms) + beta`` (or, without per-layer times, per input
+resolution), all fitted to the model itself measured on the target
+(`edgeprune.latency.calibrate`). Deltas (what the allocator compares) are alpha x the change of
+the terms.
 """
 
 from __future__ import annotations
