@@ -172,3 +172,19 @@ def test_the_runtime_profiler_times_every_layer_of_a_small_model(tmp_path):
     prof = profile_layers(path, load_target("x86-ort-1t"), names, runs=5, warmup=1)
     assert prof is not None and set(prof["layers"]) == {"stem.0", "body.0", "body.2", "head"}
     assert all(ms > 0 for ms in prof["layers"].values()) and prof["total_ms"] >= sum(prof["layers"].values())
+
+
+def test_a_failing_profiler_falls_back_to_whole_model_timings(tmp_path, monkeypatch):
+    import edgeprune.latency.inmodel as inmodel
+    from edgeprune.latency.calibrate import layer_times
+    from edgeprune.targets import load_target
+
+    model, shape = Residual().eval(), (1, 3, 16, 16)
+    path = export_for_timing(model, shape, tmp_path / "m.onnx")
+
+    def broken(*_a, **_k):
+        raise RuntimeError("perf counters are not supported on this device")
+
+    monkeypatch.setattr(inmodel, "profile_layers", broken)
+    with pytest.warns(UserWarning, match="falls back to whole-model timings"):
+        assert layer_times(path, executed_layers(model, shape), load_target("x86-ort-1t"), 1.0, 5) is None
