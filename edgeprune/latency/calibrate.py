@@ -136,17 +136,18 @@ def calibrate(model, graph, input_shape, cost, target, align: int, *, runs: int 
     models (``precision`` int8: their QDQ versions, `edgeprune.latency.int8.to_qdq`) timed
     interleaved, and each run ``profile_runs`` times under the runtime's profiler for its
     layers' times in the model (`edgeprune.latency.inmodel`; 0: not profiled)."""
-    from edgeprune.latency.inmodel import executed_layers
+    from edgeprune.latency.inmodel import executed_layers, onnx_layer_names
 
     settings = calibration_settings(cost, align)
-    order = executed_layers(model, input_shape)
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
         for name, widths in settings:
             m = model if name == "dense" else slim_copy(model, graph, input_shape, widths)
             paths.append(export_for_timing(m, input_shape, Path(tmp) / f"{name}.onnx", precision))
         measured = time_models(paths, target, runs, warmup, progress)
-        profiles = [layer_times(p, order, target, ms, profile_runs) for p, ms in zip(paths, measured)]
+        # node names do not depend on the widths: mapped once, on the dense export
+        names = onnx_layer_names(paths[0], executed_layers(model, input_shape)) if profile_runs > 0 else {}
+        profiles = [layer_times(p, names, target, ms, profile_runs) for p, ms in zip(paths, measured)]
     points: list[dict[str, Any]] = [
         {"widths": name, "width_list": [int(w) for w in widths], "measured_ms": ms, "flops": cost.flops(widths),
          **({"layers_ms": prof} if prof else {})}
@@ -154,15 +155,15 @@ def calibrate(model, graph, input_shape, cost, target, align: int, *, runs: int 
     return fit_points(cost, points)
 
 
-def layer_times(path, order, target, measured_ms: float, runs: int) -> dict[str, float] | None:
-    """The model's per-layer ms under the runtime's profiler (`inmodel.profile_layers`), scaled so
-    that all its nodes sum to ``measured_ms`` (the profiler's own overhead and the machine's
-    drift since the timing loop cancel); None without a profile."""
-    from edgeprune.latency.inmodel import onnx_layer_names, profile_layers
+def layer_times(path, names: dict[str, str], target, measured_ms: float, runs: int) -> dict[str, float] | None:
+    """The model's per-layer ms under the runtime's profiler (`inmodel.profile_layers`; ``names``:
+    its ONNX node -> torch layer, `inmodel.onnx_layer_names`), scaled so that all its nodes sum to
+    ``measured_ms`` (the profiler's own overhead and the machine's drift since the timing loop
+    cancel); None without a profile."""
+    from edgeprune.latency.inmodel import profile_layers
 
     if runs <= 0:
         return None
-    names = onnx_layer_names(path, order)
     try:
         prof = profile_layers(path, target, names, runs, 5) if names else None
     except Exception as err:  # noqa: BLE001 - a device whose profiler fails: the model-level fit instead
@@ -179,12 +180,12 @@ def layer_times(path, order, target, measured_ms: float, runs: int) -> dict[str,
 
 def fit_points(cost, points: Sequence[dict[str, Any]]):
     """``cost`` calibrated on measured ``points`` (each: ``width_list``, ``measured_ms``,
-    optionally ``layers_ms`` and ``weight``): each layer's in-model fit from every point's
+    optionally ``layers_ms``): each layer's in-model fit from every point's
     profile (`inmodel.fit_layer`; a layer no profile has: its table curve at the profiled layers'
     overall ratio), then each point's sums, then alpha (one, or one per resolution without
     profiles) and beta (`cost.fit_buckets`)."""
     from edgeprune.latency.cost import Calibration, fit_buckets
-    from edgeprune.latency.inmodel import fit_layer
+    from edgeprune.latency.inmodel import LayerFit, fit_layer
 
     observations: dict[str, list[tuple[float, float, float, float]]] = {}
     for p in points:
@@ -198,13 +199,10 @@ def fit_points(cost, points: Sequence[dict[str, Any]]):
                 observations.setdefault(t.layer, []).append((a, b, t(widths), p["layers_ms"][t.layer]))
     fits = {t.layer: fit_layer(observations[t.layer], t.curve.padded) for t in cost.latency_terms
             if t.layer in observations}
-    fits = {name: f for name, f in fits.items() if f is not None}
     if fits:  # a layer no profile has: its table curve at the profiled layers' overall ratio
         dense = cost.layer_ms(cost.sizes)
         seen = [n for n in fits if n in points[0].get("layers_ms", {})]
         overall = (sum(points[0]["layers_ms"][n] for n in seen) / sum(dense[n] for n in seen)) if seen else 1.0
-        from edgeprune.latency.inmodel import LayerFit
-
         for t in cost.latency_terms:
             fits.setdefault(t.layer, LayerFit("scale", (overall, 0.0)))
     layers = Calibration(layers=tuple(sorted(fits.items())))
@@ -250,7 +248,7 @@ def refine(model, graph, input_shape, cost, target, scores, budget, align: int, 
             ratio = ms / dense_ms
             held = abs(ratio - wanted) <= REFINE_TOLERANCE * wanted
             points.append({"widths": f"refine {k + 1}", "width_list": [int(w) for w in widths],
-                           "measured_ms": ratio * dense_cal, "flops": cost.flops(widths), "weight": 0.0,
+                           "measured_ms": ratio * dense_cal, "flops": cost.flops(widths),
                            "measured_ratio": ratio, "predicted_ratio": predicted, "table_ms": cost.table_sum(widths),
                            "buckets": cost.bucket_sums(widths)})
             c = cost.calibration if held else rescaled(cost.calibration, (1.0 - ratio) / (1.0 - predicted), dense_cal)
@@ -271,6 +269,5 @@ def rescaled(c, factor: float, dense_ms: float):
 def with_fitted(cost):
     """``cost`` with each calibration point's ``fitted_ms``: how well the fit reproduces it."""
     c = cost.calibration
-    points = tuple({**p, "fitted_ms": cost.latency(p["width_list"]) if "width_list" in p else
-                    c.beta + sum(c.scale(b) * v for b, v in p["buckets"].items())} for p in c.points)
+    points = tuple({**p, "fitted_ms": cost.latency(p["width_list"])} for p in c.points)
     return cost.calibrated(dataclasses.replace(c, points=points))

@@ -192,7 +192,7 @@ PRIOR = 0.1  # weight of the pull of each resolution's alpha towards the two-poi
 
 def fit_buckets(points: Sequence[dict[str, Any]], per_resolution: bool = True) -> Calibration:
     """Per-resolution alphas and beta by least squares over measured points ``{"buckets": {r:
-    table sum at r}, "measured_ms", "table_ms"[, "weight"]}`` (the first two: dense and uniform, which give
+    table sum at r}, "measured_ms", "table_ms"}`` (the first two: dense and uniform, which give
     the two-point line `fit_calibration` as the prior). Each alpha_r is pulled towards the prior
     with weight ``PRIOR`` x its dense table sum (so a resolution the points cannot tell apart
     stays at the prior), and kept within [0.1, 10] x the prior. Not ``per_resolution``: one
@@ -211,10 +211,9 @@ def fit_buckets(points: Sequence[dict[str, Any]], per_resolution: bool = True) -
         return Calibration(base.alpha, base.beta, pts)
     dense = pts[0]["buckets"]
     rows, rhs = [], []
-    for p in pts:  # a point's "weight" (refinement points: more than one) scales its row
-        w = float(p.get("weight", 1.0))
-        rows.append([w * p["buckets"].get(b, 0.0) for b in buckets] + [w])
-        rhs.append(w * p["measured_ms"])
+    for p in pts:
+        rows.append([p["buckets"].get(b, 0.0) for b in buckets] + [1.0])
+        rhs.append(p["measured_ms"])
     for i, b in enumerate(buckets):
         prior = [0.0] * (len(buckets) + 1)
         prior[i] = PRIOR * dense.get(b, 0.0)

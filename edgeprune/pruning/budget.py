@@ -261,9 +261,7 @@ def _greedy(cost: CostModel, metric: str, order: str, steps, kept_sum, target: f
         move = _best_exchange(cost, metric, widths, pos, steps, current, target)
         if move is None:
             break
-        for g, p in move:
-            widths[g], pos[g] = steps[g][p], p
-        current = cost.cost(metric, widths)
+        current = _apply(cost, metric, move, widths, pos, steps)
     return widths
 
 
@@ -292,10 +290,15 @@ def _improve(cost: CostModel, metric: str, widths: list[int], steps, kept_sum, t
                 best, best_gain = move, gain
         if best is None:
             break
-        for g, p in best:
-            widths[g], pos[g] = steps[g][p], p
-        current = cost.cost(metric, widths)
+        current = _apply(cost, metric, best, widths, pos, steps)
     return widths
+
+
+def _apply(cost, metric, move, widths, pos, steps) -> float:
+    """Set each (group, step index) of ``move`` in ``widths`` and ``pos``; the new cost."""
+    for g, p in move:
+        widths[g], pos[g] = steps[g][p], p
+    return cost.cost(metric, widths)
 
 
 def _best_exchange(cost, metric, widths, pos, steps, current, target):
