@@ -6,8 +6,10 @@ For each model and target:
   2. prune (l1) to ``latency=L`` (``--latency-align``, 1: the widths follow the table's measured
      staircase alone): the calibrated table predicts the pruned model's ms;
   3. prune (l1) to ``flops=F`` for several F (the FLOPs-allocated baseline, the target's align);
-  4. export dense and every pruned model to ONNX (batch 1) and time them all interleaved in one
-     loop on the target's runtime and settings (A B C ... A B C, same inputs).
+  4. export dense and every pruned model to ONNX (batch 1) and time them all interleaved
+     (A B C ... A B C, same inputs) on the target's runtime and settings, in --repeats loops each
+     with the models compiled afresh: each model's ratio to dense is the median of the loops'
+     (one compiled instance of a model measured 3-4% from another in the same loop).
 Reported: measured pruned / dense ratio of the latency-allocated model, its predicted ms vs
 measured ms, and the FLOPs the FLOPs-allocated models keep at the same measured latency
 (interpolated between the F values), plus the speedup realized vs requested, and how well the
@@ -117,7 +119,7 @@ def add_held_out(row: dict) -> dict:
 def run_one(spec: str, target_name: str, precision: str, args) -> dict:
     import torch
 
-    from edgeprune.latency.calibrate import export_for_timing, time_models
+    from edgeprune.latency.calibrate import export_for_timing, time_ratios
     from edgeprune.latency.layers import model_layers
     from edgeprune.latency.source import LatencySource
     from edgeprune.latency.table import LatencyTable, build_table, summary
@@ -150,8 +152,9 @@ def run_one(spec: str, target_name: str, precision: str, args) -> dict:
         models = [("dense", model), ("latency", by_latency.model)] + [(f"flops{f:g}", r.model) for f, r in by_flops.items()]
         # int8: the quantized models, as they ship
         paths = [export_for_timing(m, shape, Path(tmp) / f"{label}.onnx", precision) for label, m in models]
-        ms = time_models(paths, target, args.runs, args.warmup)
-    dense_ms, lat_ms = ms[0], ms[1]
+        dense_ms, ratios = time_ratios(paths, target, args.runs, args.warmup, args.repeats)
+    ms = [r * dense_ms for r in ratios]  # each the median of the loops' ratios, at the loops' median dense ms
+    lat_ms = ms[1]
     lat = by_latency.report["latency"]
     measured_ratio = lat_ms / dense_ms
     flops_points = [(r.report["flops_ratio"], m / dense_ms) for r, m in zip(by_flops.values(), ms[2:])]
@@ -168,7 +171,10 @@ def run_one(spec: str, target_name: str, precision: str, args) -> dict:
         "dense_ms": dense_ms, "latency_model": {
             "measured_ms": lat_ms, "measured_ratio": measured_ratio, "predicted_ms": lat["predicted_ms"],
             "predicted_ratio": lat["predicted_ratio"], "predicted_vs_measured": lat["predicted_ms"] / lat_ms - 1.0,
-            "flops_ratio": by_latency.report["flops_ratio"], "widths": list(by_latency.plan.widths)},
+            "flops_ratio": by_latency.report["flops_ratio"], "widths": list(by_latency.plan.widths),
+            # the calibration point the allocator took for its measurement (the model's own refinement
+            # step, or the FLOPs shape: `budget.measured_within`); absent: not timed while calibrating
+            "measured_as": lat.get("measured_as")},
         "flops_models": [{"flops_request": f, "flops_ratio": r.report["flops_ratio"], "measured_ms": m,
                           "measured_ratio": m / dense_ms} for (f, r), m in zip(by_flops.items(), ms[2:])],
         "flops_at_same_latency": same_latency_flops,
@@ -227,6 +233,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--calibration-runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timing loops, each with every model compiled afresh; the median ratio to dense")
     parser.add_argument("--tables", default="runs/latency_tables")
     parser.add_argument("--json", default="benchmarks/results/latency_budget.json")
     parser.add_argument("--resume", action="store_true", help="keep the rows already in --json")

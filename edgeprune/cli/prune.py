@@ -128,6 +128,9 @@ def command(model, method, budget, latency_table, from_plan, scratch, min_keep, 
         click.echo(f"  latency {lat['dense_predicted_ms']:12.3f} ms -> {lat['predicted_ms']:11.3f} ms  "
                    f"({lat['predicted_ratio']:.4f}), predicted on {lat['target']} ({lat.get('precision', 'fp32')}) "
                    "by the latency table")
+        if "measured_ratio" in lat:
+            click.echo(f"  measured {lat['measured_ratio']:.4f} of the dense model on {lat['target']} when calibrating "
+                       f"({lat['measured_as']})")
     click.echo(f"  parity  max|masked - slim| = {r['parity_max_abs_diff']:.2e} (relative {r['parity_rel_diff']:.2e})")
     if "sparsity" in r:
         pruned, dense = r["sizes"]["pruned"], r["sizes"]["dense"]

@@ -76,8 +76,14 @@ def latency_cost_model(model, graph, input_shape, source: LatencySource, align: 
 
 
 def latency_report(cost, widths) -> dict[str, Any]:
-    """The prune report's ``latency`` field: predicted ms of the pruned and dense model."""
+    """The prune report's ``latency`` field: predicted ms of the pruned and dense model, and the
+    ratio measured on the target if the calibration timed these widths (`calibrate.refine`)."""
     dense, pruned = cost.dense("latency"), cost.latency(widths)
     out = {"target": cost.target, "precision": cost.precision, "predicted_ms": pruned, "dense_predicted_ms": dense, "predicted_ratio": pruned / dense,
            "calibration": cost.calibration.to_json(), "layers_not_in_table": list(cost.skipped)}
+    measured = [p for p in cost.calibration.points
+                if "measured_ratio" in p and p.get("width_list") == [int(w) for w in widths]]
+    if measured:  # these widths were timed on the target during the calibration's refinement
+        out["measured_ratio"] = measured[-1]["measured_ratio"]
+        out["measured_as"] = measured[-1]["widths"]
     return out
