@@ -9,7 +9,8 @@ of groups at 1/2; each input resolution's groups at 1/2), times them interleaved
 target's runtime and settings, and runs each once more under the runtime's profiler for every
 layer's time in the model (`edgeprune.latency.inmodel`). `fit_points` fits each layer its own
 in-model curve (`inmodel.fit_layer`) and then ``model ms = alpha x (sum of the layer curves) +
-beta`` to the measured totals; `refine` rescales it on the budget's own allocation. Without a
+beta`` to the measured totals; `refine` rescales it on the budget's own allocation, timed beside
+a FLOPs-shaped allocation that the allocator may take for its measurement. Without a
 profiler (a runtime that has none, or an export whose nodes do not map back to the layers) the
 fit is per input resolution instead, ``sum_r alpha_r x (table sum at r) + beta``
 (`edgeprune.latency.cost.fit_buckets`).
@@ -286,7 +287,8 @@ def refine(model, graph, input_shape, cost, target, scores, budget, align: int, 
                 predicted = cost.latency(w) / cost.dense("latency")
                 points.append({"widths": f"{kind} {k + 1}", "width_list": [int(v) for v in w], "measured_ms": ratio * dense_cal,
                                "flops": cost.flops(w), "measured_ratio": ratio, "predicted_ratio": predicted,
-                               "table_ms": cost.table_sum(w), "buckets": cost.bucket_sums(w)})
+                               "table_ms": cost.table_sum(w), "buckets": cost.bucket_sums(w),
+                               **({"flops_fraction": shape.fraction} if kind == "flops-shaped" else {})})
                 if kind == "refine" and not held(ratio):
                     c = rescaled(c, (1.0 - ratio) / (1.0 - predicted), dense_cal)
                 if kind == "flops-shaped":
@@ -311,6 +313,11 @@ class FlopsSearch:
         within = [i / self.GRID for i in range(1, self.GRID + 1) if self._predicted(i / self.GRID) <= wanted]
         self._f: float | None = within[-1] if within else None
         self._tried: list[tuple[float, float]] = []
+
+    @property
+    def fraction(self) -> float | None:
+        """The FLOPs fraction `widths` allocates at."""
+        return self._f
 
     def widths(self) -> list[int] | None:
         """The allocation to measure next (None once one met the budget, or none is left)."""

@@ -25,19 +25,25 @@ from edgeprune.runtime import InputSpec, RunnerError
 SPECS = [InputSpec("x", (2, 3, 4, 4), np.dtype(np.float32)), InputSpec("ids", (2, 5), np.dtype(np.int64))]
 
 
-def test_time_calls_interleaves_and_skips_warmup():
+def test_time_calls_interleaves_in_a_shuffled_order_and_skips_warmup():
     calls = []
 
     def make(name):
         return lambda feeds: calls.append((name, id(feeds)))
 
     pool = make_input_pool(SPECS, 3)
-    a, b = time_calls([make("A"), make("B")], pool, runs=4, warmup=2)
-    assert len(a) == len(b) == 4 and all(t >= 0 for t in a + b)
-    assert [c[0] for c in calls] == ["A", "B"] * 6
-    # each round: both see the same inputs; consecutive rounds see different ones
-    assert all(calls[2 * i][1] == calls[2 * i + 1][1] for i in range(6))
-    assert calls[0][1] != calls[2][1]
+    a, b, c = time_calls([make("A"), make("B"), make("C")], pool, runs=20, warmup=2)
+    assert len(a) == len(b) == len(c) == 20 and all(t >= 0 for t in a + b + c)
+    rounds = [calls[3 * i:3 * i + 3] for i in range(22)]
+    # each round: every callable once, all on the same inputs; consecutive rounds see different ones
+    assert all(sorted(n for n, _ in r) == ["A", "B", "C"] and len({f for _, f in r}) == 1 for r in rounds)
+    assert rounds[0][0][1] != rounds[1][0][1]
+    # the order is shuffled (no callable always runs after the same one) and the same every call
+    assert len({tuple(n for n, _ in r) for r in rounds}) > 1
+    first = [n for n, _ in calls]
+    calls.clear()
+    time_calls([make("A"), make("B"), make("C")], pool, runs=20, warmup=2)
+    assert [n for n, _ in calls] == first
     with pytest.raises(ValueError):
         time_calls([make("A")], pool, runs=0, warmup=0)
 
