@@ -219,6 +219,30 @@ def markdown(rows: list[dict], machine: dict) -> str:
     return "\n".join(lines)
 
 
+def details(rows: list[dict]) -> str:
+    """Per row: prune time, the refinement's measured points (measured / predicted ratio), which
+    one the allocator took for its measurement, the layer fits by kind, and the FLOPs-allocated
+    models (flops request, measured / dense, predicted / dense by the latency model)."""
+    lines = ["Per row: prune time (calibration and refinement included); the refinement's timed allocations "
+             "(`refine N`: the latency model's, `flops-shaped N`: the FLOPs shape) as measured / predicted "
+             "ratio; the one the allocator took for its measurement (`measured as`; none: the model's "
+             "allocation was not one of them); the layer fits by kind; the FLOPs-allocated models as "
+             "(flops request, measured / dense, predicted / dense by the latency model):", ""]
+    for r in rows:
+        if "infeasible" in r:
+            continue
+        steps = ", ".join(f"{p['widths']} {p['measured_ratio']:.3f}/{p['predicted_ratio']:.3f}"
+                          for p in r["calibration"]["points"] if "measured_ratio" in p)
+        kinds: dict[str, int] = {}
+        for fit in r["calibration"].get("layers", {}).values():
+            kinds[fit["kind"]] = kinds.get(fit["kind"], 0) + 1
+        lines.append(f"    {r['model']} {r['target']} {r['precision']} prune_s {r['prune_s']} measured as "
+                     f"{r['latency_model'].get('measured_as')} steps [{steps}] fits {kinds}")
+        lines.append("        " + str([(f["flops_request"], round(f["measured_ratio"], 3), round(f["predicted_ratio"], 3))
+                                      for f in r["flops_models"] if "predicted_ratio" in f]))
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=MODELS)
@@ -238,7 +262,12 @@ def main() -> None:
     parser.add_argument("--tables", default="runs/latency_tables")
     parser.add_argument("--json", default="benchmarks/results/latency_budget.json")
     parser.add_argument("--resume", action="store_true", help="keep the rows already in --json")
+    parser.add_argument("--report", action="store_true", help="print the tables of --json and run nothing")
     args = parser.parse_args()
+    if args.report:
+        data = json.loads(Path(args.json).read_text())
+        print(markdown(data["rows"], data["machine"]) + "\n\n" + details(data["rows"]))
+        return
 
     from edgeprune.errors import BudgetError
     from edgeprune.profile.machine import machine_info
@@ -263,7 +292,7 @@ def main() -> None:
                 print(spec, target, precision, json.dumps(row.get("latency_model") or row["infeasible"]), flush=True)
                 Path(args.json).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.json).write_text(json.dumps({"machine": machine_info(), "rows": rows}, indent=2))
-    print(markdown(rows, machine_info()))
+    print(markdown(rows, machine_info()) + "\n\n" + details(rows))
 
 
 if __name__ == "__main__":

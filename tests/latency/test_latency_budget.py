@@ -374,3 +374,28 @@ def test_refinement_finds_the_flops_shape_that_measures_the_budget_and_keeps_the
     assert abs(device.latency(widths) / device.latency(sizes) - 0.5) <= cal.REFINE_TOLERANCE * 0.5
     assert _importance(scores, widths) >= _importance(scores, shaped[-1]["width_list"]) - 1e-9
     assert sum(timed) == len(points) and max(timed) <= 2  # the model's and the shape's, side by side
+
+
+def test_the_flops_fraction_search_steps_on_the_measurements_but_not_on_noise():
+    from edgeprune.latency.calibrate import FlopsSearch
+    from edgeprune.pruning.budget import flops_shaped
+
+    model, shape, graph, scores = _mbv2_half()
+    table, layers = _synthetic(model, shape, graph, block=1, memory=3.0)
+    cost = latency_cost(graph.cost, layers, table)
+    search = FlopsSearch(cost, scores, Budget.parse("latency=0.5"), 1, 0.5)
+    f0 = search.fraction
+    # first: the largest fraction on the grid that the model puts within the budget
+    ratio = lambda f: cost.latency(flops_shaped(cost, scores, Budget.parse("latency=0.5"), 1, f)) / cost.dense("latency")  # noqa: E731
+    assert ratio(f0) <= 0.5 < ratio(f0 + 1 / FlopsSearch.GRID)
+    search.measured(0.45, held=False)  # faster than predicted: a larger fraction, by the model's slope
+    f1 = search.fraction
+    assert f0 < f1 <= f0 + FlopsSearch.MAX_STEP
+    search.measured(0.4501, held=False)  # within noise of the first: its secant is no slope; the model's is used
+    f2 = search.fraction
+    model_slope = (ratio(f1) - ratio(f1 - 1 / FlopsSearch.GRID)) * FlopsSearch.GRID
+    assert f2 == pytest.approx(f1 + (0.5 - 0.4501) / model_slope) and f2 - f1 < FlopsSearch.MAX_STEP
+    search.measured(0.51, held=False)  # a real secant (near the model's slope): taken, and it steps back
+    assert search.fraction < f2
+    search.measured(0.5, held=True)
+    assert search.fraction is None and search.widths() is None
