@@ -130,10 +130,9 @@ def time_models(paths: Sequence[str | Path], target, runs: int, warmup: int, pro
 
 def time_ratios(paths: Sequence[str | Path], target, runs: int, warmup: int, repeats: int) -> tuple[float, list[float]]:
     """The first model's median ms, and each model's ms over the first's: the median of
-    ``repeats`` interleaved loops (`time_models`), each with the models compiled afresh. One
-    compiled instance is not the model: the same mobilenet_v2 compiled three times and timed
-    in one interleaved loop on OpenVINO measured 2.97-3.05 ms, and its ratio to the dense model
-    0.51-0.55 over three loops."""
+    ``repeats`` interleaved loops (`time_models`), each with the models compiled afresh: the
+    same mobilenet_v2 compiled three times and timed in one loop on OpenVINO measured
+    2.97-3.05 ms."""
     loops = [time_models(paths, target, runs, warmup) for _ in range(max(1, repeats))]
     # a ratio per loop, within the loop: the machine's speed drifts between loops (dense 5.6 -> 7.4 ms)
     ratios = [float(np.median([ms[i] / ms[0] for ms in loops])) for i in range(len(paths))]
@@ -238,9 +237,10 @@ def refine(model, graph, input_shape, cost, target, scores, budget, align: int, 
     allocate under ``budget``, export the model at those widths and time it interleaved with the
     dense model (``repeats`` loops of ``runs / repeats`` runs, the median ratio: `time_ratios`).
     Within ``REFINE_TOLERANCE`` of the budget's ratio: done, the model left as it is, so that the
-    job allocates exactly the widths just measured. Otherwise the saving the model predicted (1 - predicted ratio) is scaled to the one measured (1 - measured ratio):
-    every alpha times ``(1 - measured) / (1 - predicted)``, beta so that the dense model keeps its
-    measured ms (`rescaled`), and the next step allocates under that. The layers' fits are left
+    job allocates exactly the widths just measured. Otherwise the saving the model predicted
+    (1 - predicted ratio) is scaled to the one measured (1 - measured ratio): every alpha times
+    ``(1 - measured) / (1 - predicted)``, beta so that the dense model keeps its measured ms
+    (`rescaled`), and the next step allocates under that. The layers' fits are left
     as the calibration measured them: a first version refitted everything with each step's point
     (and profile) and moved the allocation elsewhere at every step (mobilenet_v2 on ONNX Runtime
     measured 0.459, 0.523, 0.522 for 0.5 predicted each time); one scale is a monotone search.
