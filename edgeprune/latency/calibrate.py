@@ -246,7 +246,7 @@ def refine(model, graph, input_shape, cost, target, scores, budget, align: int, 
     measured 0.459, 0.523, 0.522 for 0.5 predicted each time); one scale is a monotone search.
 
     Timed with it, each step, until one meets the budget: the FLOPs-shaped allocation
-    (`budget.flops_shaped`) at a FLOPs fraction searched on the measurements (the largest the
+    (`budget.flops_shaper`) at a FLOPs fraction searched on the measurements (the largest the
     model predicts within the budget, then secant steps on the measured ratio). The allocator
     picks where the model is most optimistic; a measured allocation within the budget is a
     candidate of the allocator (`budget.measured_within`), so that the job never keeps less
@@ -298,7 +298,7 @@ def refine(model, graph, input_shape, cost, target, scores, budget, align: int, 
 
 
 class FlopsSearch:
-    """The FLOPs fraction whose FLOPs-shaped allocation (`budget.flops_shaped`) measures the
+    """The FLOPs fraction whose FLOPs-shaped allocation (`budget.flops_shaper`) measures the
     budget's ratio: first the largest the latency model predicts within it (a grid of 1/50),
     then secant steps on the measured ratios (the model's slope until two are measured)."""
 
@@ -306,9 +306,9 @@ class FlopsSearch:
     MAX_STEP = 0.1  # of the FLOPs fraction per step
 
     def __init__(self, cost, scores, budget, align: int, wanted: float):
-        from edgeprune.pruning.budget import flops_shaped
+        from edgeprune.pruning.budget import flops_shaper
 
-        self._shape = lambda f: flops_shaped(cost, scores, budget, align, f)
+        self._shape = flops_shaper(cost, scores, budget, align)
         self._predicted = lambda f: cost.latency(self._shape(f)) / cost.dense("latency")
         self._wanted = wanted
         within = [i / self.GRID for i in range(1, self.GRID + 1) if self._predicted(i / self.GRID) <= wanted]

@@ -202,16 +202,15 @@ def measured_within(cost: CostModel, fraction: float, steps) -> list[list[int]]:
     return out
 
 
-def flops_shaped(cost: CostModel, scores: Sequence[np.ndarray], budget: Budget, align: int,
-                 flops_fraction: float) -> list[int]:
-    """The FLOPs allocation at ``flops_fraction`` of the dense FLOPs on the widths a latency
-    ``budget`` allocates on (each group's staircase): the shape a FLOPs budget would give, which
-    `edgeprune.latency.calibrate.refine` measures beside the latency model's own allocation."""
-    sizes = list(cost.sizes)
-    steps = [cost.staircase(g, allowed_widths(n, align, budget.min_keep)) for g, n in enumerate(sizes)]
+def flops_shaper(cost: CostModel, scores: Sequence[np.ndarray], budget: Budget, align: int):
+    """A function of a FLOPs fraction: the FLOPs allocation at that fraction of the dense FLOPs on
+    the widths a latency ``budget`` allocates on (each group's staircase, computed once): the
+    shape a FLOPs budget would give, which `edgeprune.latency.calibrate.refine` measures beside
+    the latency model's own allocation."""
+    steps = [cost.staircase(g, allowed_widths(n, align, budget.min_keep)) for g, n in enumerate(cost.sizes)]
     kept_sum = [np.concatenate([[0.0], np.cumsum(np.sort(_normalise(s))[::-1])]) for s in scores]
-    target = max(flops_fraction * cost.dense("flops"), cost.cost("flops", [s[0] for s in steps]))
-    return _greedy(cost, "flops", "flops", steps, kept_sum, target)
+    dense, floor = cost.dense("flops"), cost.cost("flops", [s[0] for s in steps])
+    return lambda fraction: _greedy(cost, "flops", "flops", steps, kept_sum, max(fraction * dense, floor))
 
 
 def _flops_at(cost: CostModel, metric: str, steps, kept_sum, target: float, grid: int = 50) -> list[int]:

@@ -312,7 +312,7 @@ def _mbv2_half():
 
 
 def test_an_allocation_measured_within_the_budget_is_a_candidate_judged_by_its_measurement():
-    from edgeprune.pruning.budget import flops_shaped
+    from edgeprune.pruning.budget import flops_shaper
 
     model, shape, graph, scores = _mbv2_half()
     table, layers = _synthetic(model, shape, graph, block=1, memory=3.0)
@@ -320,7 +320,8 @@ def test_an_allocation_measured_within_the_budget_is_a_candidate_judged_by_its_m
     budget = Budget.parse("latency=0.5")
     by_model = allocate(cost, scores, budget, align=1)
     # a FLOPs shape the model predicts over the budget but that keeps more importance
-    richer = next(w for w in (flops_shaped(cost, scores, budget, 1, i / 100) for i in range(100, 0, -1))
+    shaped = flops_shaper(cost, scores, budget, 1)
+    richer = next(w for w in (shaped(i / 100) for i in range(100, 0, -1))
                   if cost.latency(w) > 0.5 * cost.dense("latency") and _importance(scores, w) > _importance(scores, by_model))
 
     def with_point(widths, ratio):
@@ -378,7 +379,7 @@ def test_refinement_finds_the_flops_shape_that_measures_the_budget_and_keeps_the
 
 def test_the_flops_fraction_search_steps_on_the_measurements_but_not_on_noise():
     from edgeprune.latency.calibrate import FlopsSearch
-    from edgeprune.pruning.budget import flops_shaped
+    from edgeprune.pruning.budget import flops_shaper
 
     model, shape, graph, scores = _mbv2_half()
     table, layers = _synthetic(model, shape, graph, block=1, memory=3.0)
@@ -386,7 +387,8 @@ def test_the_flops_fraction_search_steps_on_the_measurements_but_not_on_noise():
     search = FlopsSearch(cost, scores, Budget.parse("latency=0.5"), 1, 0.5)
     f0 = search.fraction
     # first: the largest fraction on the grid that the model puts within the budget
-    ratio = lambda f: cost.latency(flops_shaped(cost, scores, Budget.parse("latency=0.5"), 1, f)) / cost.dense("latency")  # noqa: E731
+    shaped = flops_shaper(cost, scores, Budget.parse("latency=0.5"), 1)
+    ratio = lambda f: cost.latency(shaped(f)) / cost.dense("latency")  # noqa: E731
     assert ratio(f0) <= 0.5 < ratio(f0 + 1 / FlopsSearch.GRID)
     search.measured(0.45, held=False)  # faster than predicted: a larger fraction, by the model's slope
     f1 = search.fraction
