@@ -130,9 +130,9 @@ def time_models(paths: Sequence[str | Path], target, runs: int, warmup: int, pro
 
 def time_ratios(paths: Sequence[str | Path], target, runs: int, warmup: int, repeats: int) -> tuple[float, list[float]]:
     """The first model's median ms, and each model's ms over the first's: the median of
-    ``repeats`` interleaved loops (`time_models`), each with the models compiled afresh: the
-    same mobilenet_v2 compiled three times and timed in one loop on OpenVINO measured
-    2.97-3.05 ms."""
+    ``repeats`` interleaved loops (`time_models`), each with the models compiled afresh, so that
+    neither one compiled instance nor one stretch of the machine's drift decides (this VM moved
+    the same two models' ratio from 0.515 to 0.531 within a minute on OpenVINO)."""
     loops = [time_models(paths, target, runs, warmup) for _ in range(max(1, repeats))]
     # a ratio per loop, within the loop: the machine's speed drifts between loops (dense 5.6 -> 7.4 ms)
     ratios = [float(np.median([ms[i] / ms[0] for ms in loops])) for i in range(len(paths))]
