@@ -149,9 +149,7 @@ def allocate(
     if metric == "latency" and not hasattr(cost, "staircase"):
         raise BudgetError(f"budget {budget} needs a latency table of the target (--latency-table FILE; build one "
                           "with: edgeprune latency-table MODEL --target T --out FILE)")
-    steps = [allowed_widths(n, align, budget.min_keep) for n in sizes]
-    if metric == "latency":  # each group's widths where its measured latency steps down
-        steps = [cost.staircase(g, s) for g, s in enumerate(steps)]
+    steps = _steps(cost, budget, align)
     dense = cost.dense(metric)
     target = budget.fraction(cost) * dense
     smallest = [s[0] for s in steps]
@@ -162,10 +160,7 @@ def allocate(
             f"{metric}={floor / dense:.4f}{_ms(metric, floor)} (every prunable group at its minimum width, at least "
             f"{budget.min_keep:g} of its channels); ask for at least that, or use a smaller --align or --min-keep"
         )
-    # cumulative importance of the lowest-ranked channels: loss[g][w] = sum of scores
-    # of the channels dropped when going from full width to w
-    ranked = [np.sort(_normalise(s))[::-1] for s in scores]
-    kept_sum = [np.concatenate([[0.0], np.cumsum(r)]) for r in ranked]
+    kept_sum = _kept_sums(scores)
     widths = _greedy(cost, metric, metric, steps, kept_sum, target)
     if metric == "latency":
         # latency terms interact (a layer's time is bilinear in its two widths) and the staircase
@@ -181,6 +176,21 @@ def allocate(
     return widths
 
 
+def _steps(cost: CostModel, budget: Budget, align: int) -> list[list[int]]:
+    """Each group's widths a flops/params/latency ``budget`` allocates on (ascending): the aligned
+    widths above the floor, for latency only those where the group's measured latency steps down."""
+    steps = [allowed_widths(n, align, budget.min_keep) for n in cost.sizes]
+    if budget.metric == "latency":
+        steps = [cost.staircase(g, s) for g, s in enumerate(steps)]
+    return steps
+
+
+def _kept_sums(scores: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per group, the importance kept at each width: ``k[w]`` is the sum of the ``w`` highest
+    normalised scores (`_normalise`)."""
+    return [np.concatenate([[0.0], np.cumsum(np.sort(_normalise(s))[::-1])]) for s in scores]
+
+
 MEASURED_TOLERANCE = 0.02  # a measured allocation within 2% of a latency budget's ratio meets it
 
 
@@ -193,7 +203,7 @@ def measured_within(cost: CostModel, fraction: float, steps) -> list[list[int]]:
     OpenVINO) and kept more importance than the model's own choice at the same measured ms."""
     allowed = [set(s) for s in steps]
     out = []
-    for p in getattr(getattr(cost, "calibration", None), "points", ()):
+    for p in cost.calibration.points:
         widths, ratio = p.get("width_list"), p.get("measured_ratio")
         if ratio is None or widths is None or len(widths) != len(allowed):
             continue
@@ -207,8 +217,7 @@ def flops_shaper(cost: CostModel, scores: Sequence[np.ndarray], budget: Budget, 
     the widths a latency ``budget`` allocates on (each group's staircase, computed once): the
     shape a FLOPs budget would give, which `edgeprune.latency.calibrate.refine` measures beside
     the latency model's own allocation."""
-    steps = [cost.staircase(g, allowed_widths(n, align, budget.min_keep)) for g, n in enumerate(cost.sizes)]
-    kept_sum = [np.concatenate([[0.0], np.cumsum(np.sort(_normalise(s))[::-1])]) for s in scores]
+    steps, kept_sum = _steps(cost, budget, align), _kept_sums(scores)
     dense, floor = cost.dense("flops"), cost.cost("flops", [s[0] for s in steps])
     return lambda fraction: _greedy(cost, "flops", "flops", steps, kept_sum, max(fraction * dense, floor))
 
